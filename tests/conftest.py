@@ -1,0 +1,42 @@
+"""Shared fixtures: every test runs in its own throw-away mlscale project."""
+import os, socket, sys, subprocess, time
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    "A fresh mlscale project (MLSCALE_HOME) with its own state directory."
+    from mlscale_sdk.config import settings
+    monkeypatch.setenv("MLSCALE_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    settings.cache_clear()
+    yield tmp_path
+    settings.cache_clear()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=30, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def mlscale(*args, env=None, check=True, timeout=180):
+    "Run the real `mlscale` console script in a subprocess."
+    r = subprocess.run([str(BIN / "mlscale"), *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"mlscale {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r

@@ -1,0 +1,264 @@
+"""Cluster profiles, start/scale/stop, the cross-process registry and the remote profile, on real processes."""
+import os, sys, json, socket, signal, subprocess, textwrap, time
+from pathlib import Path
+import pytest
+
+from conftest import BIN, free_port, mlscale, wait_for
+from mlscale_sdk import clusters as C
+
+
+# ---------------------------------------------------------------- profiles
+
+def test_shipped_profiles(project):
+    profs = C.list_profiles()
+    assert {"local", "local-gpu", "remote", "ssh"} <= set(profs)
+    assert profs["local-gpu"].cls == "dask_cuda.LocalCUDACluster" and profs["local-gpu"].gpu
+    assert profs["ssh"].cls == "distributed.SSHCluster"
+
+
+def test_user_and_project_profiles_win_over_shipped(project):
+    (project / "clusters").mkdir()
+    (project / "clusters" / "local.yaml").write_text("description: project override\ncls: distributed.LocalCluster\noptions: {n_workers: 1}\n")
+    (project / "clusters" / "tiny.yaml").write_text("description: one worker\ncls: distributed.LocalCluster\noptions: {n_workers: 1}\n")
+    user = project / "xdg" / "mlscale" / "clusters"
+    user.mkdir(parents=True)
+    (user / "tiny.yaml").write_text("description: user tiny\ncls: distributed.LocalCluster\noptions: {n_workers: 1, threads_per_worker: 1}\n")
+    profs = C.list_profiles()
+    assert profs["local"].description == "project override"
+    assert profs["tiny"].description == "user tiny"
+    r = mlscale("cluster", "profiles", "--json")
+    assert json.loads(r.stdout)["tiny"]["description"] == "user tiny"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("cls: [unclosed", "not valid YAML"),
+    ("- a\n- b\n", "must be a mapping"),
+    ("cls: LocalCluster\n", "dotted class path"),
+    ("cls: distributed.LocalCluster\noptions: 3\n", "'options' must be a mapping"),
+    ("cls: distributed.LocalCluster\nworkers: 3\n", "unknown key(s) ['workers']"),
+    ("cls: distributed.LocalCluster\noptions: {address: '${MLSCALE_UNSET_VAR}'}\n", "MLSCALE_UNSET_VAR is not set"),
+])
+def test_bad_profiles_are_clear_errors(project, text, message):
+    (project / "clusters").mkdir()
+    (project / "clusters" / "bad.yaml").write_text(text)
+    with pytest.raises(C.ProfileError) as e:
+        C.start_cluster("bad")
+    assert message in str(e.value) and "bad" in str(e.value)
+    assert C.list_clusters() == []
+    r = mlscale("cluster", "start", "bad", "--foreground", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and message in r.stderr
+
+
+def test_bad_options_and_unknown_class(project):
+    with pytest.raises(C.ClusterError, match="unexpected keyword argument 'no_such_option'"):
+        C.start_cluster("local", no_such_option=1)
+    with pytest.raises(C.ProfileError, match="bad options for distributed.SSHCluster"):
+        C.start_cluster("ssh", no_such_option=1)
+    with pytest.raises(C.ProfileError, match="has no cluster class"):
+        C.start_cluster({"cls": "distributed.NoSuchCluster"})
+    with pytest.raises(ImportError, match="pip install"):
+        C.start_cluster({"cls": "no_such_package.Cluster"})
+    with pytest.raises(C.ProfileError, match="available: "):
+        C.start_cluster("does-not-exist")
+
+
+# ---------------------------------------------------------------- GPU detection
+
+def test_auto_says_what_it_picked_and_why(project):
+    g = C.gpu_info()
+    name, reason = C.choose_profile("auto")
+    if g.count == 0:
+        assert name == "local" and "no GPU" in reason
+    assert reason
+
+
+@pytest.mark.skipif(C.gpu_info().count > 0, reason="this machine has a GPU; the no-GPU error path cannot be shown here")
+def test_local_gpu_without_gpu_is_a_clear_error(project):
+    with pytest.raises(C.ClusterError) as e:
+        C.start_cluster("local-gpu")
+    assert "needs an NVIDIA GPU" in str(e.value) and "start_cluster('local')" in str(e.value)
+    r = mlscale("cluster", "start", "local-gpu", "--foreground", check=False)
+    assert r.returncode == 1 and "needs an NVIDIA GPU" in r.stderr and "Traceback" not in r.stderr
+    assert C.list_clusters() == []
+
+
+def test_cuda_visible_devices_hides_gpus(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    g = C.gpu_info()
+    assert g.count == 0 and "CUDA_VISIBLE_DEVICES" in g.reason
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(C.gpu_info().count == 0, reason=f"no NVIDIA GPU visible: {C.gpu_info().reason}")
+def test_local_gpu_cluster_on_a_gpu_machine(project):
+    with C.start_cluster("auto") as c:
+        assert c.profile.name == "local-gpu" and c.gpu
+        assert len(c.workers()) == C.gpu_info().count
+
+
+# ---------------------------------------------------------------- handle and registry
+
+def test_handle_context_manager_scale_adapt_and_registry(project):
+    with C.start_cluster("local", n_workers=1, name="h1") as c:
+        assert c.client.submit(lambda x: x + 1, 1).result() == 2
+        assert c.dashboard_link.startswith("http://")
+        (rec,) = C.list_clusters(details=True)
+        assert (rec.name, rec.profile, rec.owner_pid, rec.workers) == ("h1", "local", os.getpid(), 1)
+        c.scale(2).wait_for_workers(2)
+        assert len(c.workers()) == 2
+        c.adapt(minimum=1, maximum=2)
+        assert "h1" in c._repr_html_() and "workers" in c._repr_html_()
+        with pytest.raises(C.ClusterError, match="already running"):
+            C.start_cluster("local", n_workers=1, name="h1")
+    assert C.list_clusters() == []
+
+
+def test_cli_start_list_scale_adapt_stop(project):
+    r = mlscale("cluster", "start", "local", "-n", "1", "--name", "cli1")
+    assert "tcp://127.0.0.1:" in r.stdout
+    try:
+        rec = C.get_cluster("cli1")
+        assert rec.owner_pid != os.getpid()
+        mlscale("cluster", "scale", "cli1", "2")
+        wait_for(lambda: C.list_clusters(details=True)[0].workers == 2, what="2 workers")
+        listed = json.loads(mlscale("cluster", "list", "--json").stdout)
+        assert listed[0]["name"] == "cli1" and listed[0]["workers"] == 2
+        mlscale("cluster", "adapt", "cli1", "--minimum", "1", "--maximum", "2")
+        bad = mlscale("cluster", "scale", "nope", "2", check=False)
+        assert bad.returncode == 1 and "no running cluster named 'nope'" in bad.stderr and "cli1" in bad.stderr
+    finally:
+        mlscale("cluster", "stop", "cli1")
+    assert C.list_clusters() == []
+    assert not C.scheduler_alive(rec.scheduler_address)
+
+
+KERNEL = textwrap.dedent("""
+    import sys, time
+    from mlscale_sdk.clusters import start_cluster
+    if __name__ == "__main__":
+        c = start_cluster("local", n_workers=1, name=sys.argv[1])
+        print("READY", flush=True)
+        while not c._closing: time.sleep(0.2)
+""")
+
+
+def test_cluster_started_in_another_process_is_seen_scaled_and_stopped(project):
+    "dask-labextension cannot see clusters started from code in another kernel; we can."
+    script = project / "kernel.py"
+    script.write_text(KERNEL)
+    p = subprocess.Popen([sys.executable, str(script), "k1"], stdout=subprocess.PIPE, text=True, cwd=project)
+    try:
+        assert p.stdout.readline().strip() == "READY"
+        (rec,) = C.list_clusters()
+        assert rec.name == "k1" and rec.owner_pid == p.pid
+        C.scale_cluster("k1", 2)
+        wait_for(lambda: C.list_clusters(details=True)[0].workers == 2, what="scale from another process")
+        C.stop_cluster("k1")
+        assert p.wait(timeout=30) == 0
+    finally:
+        p.kill()
+    assert C.list_clusters() == []
+
+
+def test_dead_owner_is_pruned(project):
+    script = project / "kernel.py"
+    script.write_text(KERNEL)
+    p = subprocess.Popen([sys.executable, str(script), "doomed"], stdout=subprocess.PIPE, text=True, cwd=project, start_new_session=True)
+    assert p.stdout.readline().strip() == "READY"
+    assert [r.name for r in C.list_clusters()] == ["doomed"]
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    wait_for(lambda: C.list_clusters() == [], timeout=20, what="the dead cluster to be pruned")
+
+
+def test_workers_do_not_reimport_a_heavy_main(project):
+    "A script's top-level imports must not run again in every spawned worker."
+    marker = project / "imports.log"
+    (project / "heavy_mod.py").write_text(f"import os\nopen({str(marker)!r}, 'a').write(str(os.getpid()) + '\\n')\n")
+    script = project / "main_script.py"
+    script.write_text(textwrap.dedent("""
+        import heavy_mod
+        from mlscale_sdk.clusters import start_cluster
+        if __name__ == "__main__":
+            with start_cluster("local", n_workers=2, register=False) as c:
+                c.wait_for_workers(2)
+                assert c.client.submit(sum, [1, 2]).result() == 3
+    """))
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    subprocess.run([sys.executable, str(script)], check=True, env=env, cwd=project, timeout=120)
+    assert len(marker.read_text().split()) == 1, "workers re-imported __main__"
+    marker.unlink()
+    env["MLSCALE_WORKERS_IMPORT_MAIN"] = "1"  # the default multiprocessing behaviour, to show the check can fail
+    subprocess.run([sys.executable, str(script)], check=True, env=env, cwd=project, timeout=120)
+    assert len(marker.read_text().split()) == 3
+
+
+# ---------------------------------------------------------------- remote profile against real processes
+
+@pytest.fixture
+def dask_processes(tmp_path):
+    "A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."
+    port = free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    wait_for(lambda: C.scheduler_alive(addr), what="dask scheduler")
+    for i in range(2):
+        procs.append(subprocess.Popen([str(BIN / "dask"), "worker", addr, "--nthreads", "1", "--name", f"w{i}", "--no-dashboard"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    yield addr
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def test_remote_profile_connects_and_computes(project, dask_processes, monkeypatch):
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_processes)
+    with C.start_cluster("remote", name="r1") as c:
+        c.wait_for_workers(2, timeout=30)
+        assert sorted(w["name"] for w in c.workers().values()) == ["w0", "w1"]
+        futs = c.client.map(lambda x: x * x, range(10))
+        assert sum(c.client.gather(futs)) == 285
+        assert [r.name for r in C.list_clusters()] == ["r1"]
+        with pytest.raises(C.ClusterError, match="managed by whoever started it"):
+            c.scale(4)
+    assert C.scheduler_alive(dask_processes), "closing a remote handle must not kill somebody else's scheduler"
+    assert C.list_clusters() == []
+
+
+def test_remote_unreachable_fails_fast(project):
+    port = free_port()
+    t = time.monotonic()
+    with pytest.raises(C.ClusterError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
+        C.start_cluster("remote", address=f"tcp://127.0.0.1:{port}", timeout=3)
+    assert time.monotonic() - t < 5
+    with pytest.raises(C.ClusterError, match="not a scheduler address"):
+        C.start_cluster("remote", address="localhost")
+
+
+def test_remote_silent_listener_times_out_bounded(project):
+    "Something accepts TCP but never speaks Dask: fail after the timeout, not hang."
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    port = srv.getsockname()[1]
+    try:
+        t = time.monotonic()
+        with pytest.raises(C.ClusterError, match="did not answer within 2s"):
+            C.start_cluster("remote", address=f"tcp://127.0.0.1:{port}", timeout=2)
+        assert time.monotonic() - t < 15
+    finally:
+        srv.close()
+    assert C.list_clusters() == []
+
+
+def test_ssh_profile(project):
+    import shutil
+    if not shutil.which("sshd") or not (Path.home() / ".ssh" / "authorized_keys").exists():
+        pytest.skip("no SSH server with key login on localhost; the ssh profile is only validated")
+    with C.start_cluster("ssh", name="s1") as c:
+        c.wait_for_workers(1, timeout=60)
