@@ -110,6 +110,7 @@ def test_handle_context_manager_scale_adapt_and_registry(project):
         assert "h1" in c._repr_html_() and "workers" in c._repr_html_()
         with pytest.raises(C.ClusterError, match="already running"):
             C.start_cluster("local", n_workers=1, name="h1")
+        assert [r.name for r in C.list_clusters()] == ["h1"], "a refused duplicate must leave the original registered"
     assert C.list_clusters() == []
 
 

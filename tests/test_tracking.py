@@ -94,6 +94,22 @@ def test_env_tracking_uri_wins(tproj, tmp_path, monkeypatch):
     assert tracking.ui_command().startswith(f"mlflow ui --backend-store-uri sqlite:///{other}")
 
 
+def test_reset_cache_undoes_mlflow_settings(tproj, monkeypatch):
+    import mlflow
+    uri = tracking.configure()
+    # MLflow exports what it was told, for subprocesses
+    assert os.environ["MLFLOW_TRACKING_URI"] == uri == mlflow.get_registry_uri()
+    assert os.environ["MLFLOW_EXPERIMENT_ID"] == tracking.ensure_experiment()
+    tracking.reset_cache()
+    assert not any(k in os.environ for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID"))
+    assert mlflow.get_tracking_uri() != uri
+    # a user's own MLFLOW_TRACKING_URI is left alone
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tproj.root}/mine.db")
+    settings.cache_clear()
+    tracking.configure(); tracking.reset_cache()
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tproj.root}/mine.db"
+
+
 def test_named_experiment_and_reuse(tproj):
     from mlflow import MlflowClient
     e1 = tracking.ensure_experiment("fraud detection/v2")

@@ -1,0 +1,36 @@
+# mlscale: `make demo` and `make test` set everything up themselves (idempotently) and then run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test venv bench export clean-state nbtest pytest
+
+## venv: create/refresh .venv; reinstalls only when pyproject.toml changed since the last install
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "== installing mlscale-sdk and its dependencies into $(VENV) (first time: a few minutes)"
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[dev]"
+	@touch $(STAMP)
+
+## demo: start the auto cluster, generate data, features, distributed XGBoost, MLflow, promote champion
+demo: venv
+	$(VENV)/bin/mlscale demo $(DEMO_ARGS)
+
+## test: notebooks in step with the library, notebook tests (nbdev-test), then pytest
+test: venv
+	$(VENV)/bin/nbdev-test --n-workers 1 --timing
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## bench: the benchmark scripts, each printing ratios against the raw library
+bench: venv
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## export: regenerate mlscale_sdk/ from nbs/ (after editing notebooks)
+export: venv
+	$(VENV)/bin/nbdev-clean && $(VENV)/bin/nbdev-export
