@@ -1,1 +1,22 @@
+"""mlscale: notebook-first scaling for machine learning (Dask clusters, distributed training, MLflow, scheduled jobs)."""
 __version__ = "0.1.0"
+
+# The friendly top-level names resolve lazily, so `import mlscale_sdk` stays light.
+_LAZY = {
+    "start_cluster": "clusters", "list_clusters": "clusters", "train_xgboost": "train", "predict": "train",
+    "start_run": "tracking", "promote": "tracking", "settings": "config",
+}
+_MODULES = {"config", "clusters", "data", "train", "tracking", "cli", "demo"}
+
+
+def __getattr__(name):
+    import importlib
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY, *_MODULES])

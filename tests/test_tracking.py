@@ -172,6 +172,8 @@ def test_bad_metric_fails_at_the_call(tproj):
         with pytest.raises(ValueError, match="must be a number"): run.log_metric("ok", "high")
         run.log_metric("ok", 3)
     assert tracking.client().get_run(run.run_id).data.metrics == {"ok": 3.0}
+    with pytest.raises(RuntimeError, match="has ended"):      # not silently buffered forever
+        run.log_metric("late", 1)
 
 
 def test_nested_runs(tproj):
