@@ -1,4 +1,4 @@
-"""Cluster start: mlscale `start_cluster("local")` vs a raw `distributed.LocalCluster` with the same workers.
+"""Cluster start: mlscale `start_cluster("local")` vs a raw `distributed.LocalCluster` + `Client` with the same workers.
 
 Each start runs in a fresh interpreter (alternating raw/SDK, median of --repeat), timed from the call to
 "workers ready". A second pair of rows does the same from a script whose `__main__` imports heavy
@@ -20,9 +20,11 @@ CHILD = textwrap.dedent('''
         t = time.perf_counter()
         if mode == "raw":
             c = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
+            client = distributed.Client(c)   # what a user does next; start_cluster's handle comes with it
         else:
             c = clusters.start_cluster("local", n_workers=n, threads_per_worker=1)
         dt = time.perf_counter() - t
+        if mode == "raw": client.close()
         c.close()
         print(json.dumps({"seconds": dt}))
 ''')

@@ -144,6 +144,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                   'mlscale_sdk/data.py'),
                                   'mlscale_sdk.data.make_customers': ('data.html#make_customers', 'mlscale_sdk/data.py'),
                                   'mlscale_sdk.data.make_transactions': ('data.html#make_transactions', 'mlscale_sdk/data.py'),
+                                  'mlscale_sdk.data.persist': ('data.html#persist', 'mlscale_sdk/data.py'),
                                   'mlscale_sdk.data.read_parquet': ('data.html#read_parquet', 'mlscale_sdk/data.py'),
                                   'mlscale_sdk.data.read_transactions': ('data.html#read_transactions', 'mlscale_sdk/data.py'),
                                   'mlscale_sdk.data.write_parquet': ('data.html#write_parquet', 'mlscale_sdk/data.py'),

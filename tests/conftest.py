@@ -14,9 +14,10 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setenv("MLSCALE_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    settings.cache_clear()
+    from mlscale_sdk import tracking
+    settings.cache_clear(); tracking.reset_cache()
     yield tmp_path
-    settings.cache_clear()
+    settings.cache_clear(); tracking.reset_cache()
 
 
 def free_port() -> int:

@@ -263,3 +263,18 @@ def test_ssh_profile(project):
         pytest.skip("no SSH server with key login on localhost; the ssh profile is only validated")
     with C.start_cluster("ssh", name="s1") as c:
         c.wait_for_workers(1, timeout=60)
+
+
+def test_the_handle_client_becomes_the_default_like_Client_cluster(project):
+    "`df.compute()` after `start_cluster()` runs on the cluster's workers, as after `Client(LocalCluster())`."
+    import dask
+    from distributed import default_client
+    with C.start_cluster("local", n_workers=1, threads_per_worker=1, register=False) as h:
+        assert default_client() is h.client
+        assert dask.delayed(os.getpid)().compute() != os.getpid()   # ran in the worker process
+    with pytest.raises(ValueError, match="No clients found"):
+        default_client()   # closing the cluster let go of it
+    with C.start_cluster("local", n_workers=1, threads_per_worker=1, register=False, set_as_default=False) as h:
+        assert h.client.submit(os.getpid).result() != os.getpid()
+        with pytest.raises(ValueError, match="No clients found"):
+            default_client()
