@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test venv bench export clean-state nbtest pytest
+.PHONY: demo test venv system bench export clean-state nbtest pytest
 
 ## venv: create/refresh .venv; reinstalls only when pyproject.toml changed since the last install
 venv: $(STAMP)
@@ -22,8 +22,12 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(VENV)/bin/mlscale demo $(DEMO_ARGS)
 
+## system: Debian packages the tests start for real (PostgreSQL, Redis, Chromium); skipped when present
+system:
+	@.ci/install-system.sh
+
 ## test: notebooks in step with the library, notebook tests (nbdev-test), then pytest
-test: venv
+test: venv system
 	$(VENV)/bin/nbdev-test --n-workers 1 --timing
 	$(PY) -m pytest $(PYTEST_ARGS)
 

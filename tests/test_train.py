@@ -12,7 +12,8 @@ from mlscale_sdk import train as T
 
 @pytest.fixture(scope="module")
 def cluster():
-    with start_cluster("local", n_workers=2, threads_per_worker=1, register=False) as h:
+    # not the default client: `test_default_client` checks what happens without one
+    with start_cluster("local", n_workers=2, threads_per_worker=1, register=False, set_as_default=False) as h:
         h.wait_for_workers(2)
         yield h
 
