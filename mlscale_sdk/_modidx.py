@@ -184,6 +184,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'mlscale_sdk.tracking._decide': ('tracking.html#_decide', 'mlscale_sdk/tracking.py'),
                                       'mlscale_sdk.tracking._fmt': ('tracking.html#_fmt', 'mlscale_sdk/tracking.py'),
                                       'mlscale_sdk.tracking._is_remote': ('tracking.html#_is_remote', 'mlscale_sdk/tracking.py'),
+                                      'mlscale_sdk.tracking._log_categorical': ( 'tracking.html#_log_categorical',
+                                                                                 'mlscale_sdk/tracking.py'),
                                       'mlscale_sdk.tracking._note_env': ('tracking.html#_note_env', 'mlscale_sdk/tracking.py'),
                                       'mlscale_sdk.tracking._now_ms': ('tracking.html#_now_ms', 'mlscale_sdk/tracking.py'),
                                       'mlscale_sdk.tracking._predict': ('tracking.html#_predict', 'mlscale_sdk/tracking.py'),

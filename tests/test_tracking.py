@@ -456,3 +456,27 @@ def test_against_mlflow_server(tproj, mlflow_server, monkeypatch):
     assert not (tproj.state / "mlflow.db").exists() and not (tproj.state / "mlartifacts").exists()
     assert tracking.ui_command() == f"python -m webbrowser {mlflow_server.url}"
     assert run.link.startswith(mlflow_server.url + "/#/experiments/")
+
+
+def test_categorical_xgboost_model_serves_plain_values(tproj, caplog):
+    "MLflow's XGBoost pyfunc cannot take categorical columns; ours restores the categories (unseen -> missing)."
+    import logging
+    import numpy as np, pandas as pd, xgboost as xgb
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame({"amount": rng.gamma(2, 30, 800),
+                      "channel": pd.Categorical(rng.choice(["atm", "online", "in_store"], 800), categories=["in_store", "online", "atm"])})
+    y = ((X.channel == "online") & (X.amount > 60)).astype(int)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+                        xgb.DMatrix(X, label=y, enable_categorical=True), 20)
+    with caplog.at_level(logging.WARNING), tracking.start_run("cat"):
+        info = tracking.log_xgboost_model(booster, X, registered_model_name="cat")
+    assert not [r for r in caplog.records if "Got error" in r.getMessage()]   # MLflow's serving-input check passed
+    assert info.signature.inputs.input_names() == ["amount", "channel"] and info.saved_input_example_info is not None
+    served = tracking.load_model("cat", version=1)
+    plain = X.head(50).assign(channel=X.channel.head(50).astype(str))
+    assert np.allclose(served.predict(plain), booster.inplace_predict(X.head(50)), atol=1e-6)
+    # a channel never seen in training is treated as missing, not an error
+    odd = plain.head(3).assign(channel="phone")
+    assert np.asarray(served.predict(odd)).shape == (3,)
+    native = tracking.load_model("cat", version=1, flavor="xgboost")
+    assert isinstance(native, xgb.Booster) and np.allclose(native.inplace_predict(X.head(5)), booster.inplace_predict(X.head(5)))
