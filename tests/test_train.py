@@ -8,6 +8,7 @@ import pytest
 from mlscale_sdk.clusters import start_cluster, gpu_info
 from mlscale_sdk.data import make_transactions, basic_features, write_parquet
 from mlscale_sdk import train as T
+from conftest import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +179,11 @@ def test_timeout_is_honoured():
                             params={"learning_rate": 0.001}, timeout=3, progress=False)
         assert time.monotonic() - t < 6
         # the abandoned training still occupies the workers: restart them, as the message says, and train again
+        before = set(T._worker_ids(h.client).values())
         h.client.restart()
+        # under load the stuck workers may be replaced after `restart` returns: wait for two new ones
+        wait_for(lambda: len(now := set(T._worker_ids(h.client).values())) == 2 and not now & before,
+                 timeout=60, what="two restarted workers")
         r = T.train_xgboost(h, frame, features=cols, num_boost_round=3, progress=False, timeout=60)
         assert r.rounds == 3
 
