@@ -3,10 +3,10 @@ __version__ = "0.1.0"
 
 # The friendly top-level names resolve lazily, so `import mlscale_sdk` stays light.
 _LAZY = {
-    "start_cluster": "clusters", "list_clusters": "clusters", "train_xgboost": "train", "predict": "train",
+    "start_cluster": "clusters", "list_clusters": "clusters", "train_xgboost": "train", "predict": "train", "train_torch": "train", "tune": "train",
     "start_run": "tracking", "promote": "tracking", "settings": "config",
 }
-_MODULES = {"config", "clusters", "data", "train", "tracking", "cli", "demo"}
+_MODULES = {"config", "clusters", "data", "train", "tracking", "cli", "demo", "monitor", "jobs", "scheduler"}
 
 
 def __getattr__(name):
