@@ -278,3 +278,19 @@ def test_the_handle_client_becomes_the_default_like_Client_cluster(project):
         assert h.client.submit(os.getpid).result() != os.getpid()
         with pytest.raises(ValueError, match="No clients found"):
             default_client()
+
+
+def test_scheduler_workers_is_never_the_clients_empty_cache(project):
+    "`Client.scheduler_info()` can return the periodic refresh's worker-less cache; watchdogs must not use it."
+    import dask
+    from distributed import Client
+    with dask.config.set({"distributed.client.scheduler-info-interval": "5ms"}):
+        with C.start_cluster("local", n_workers=2, threads_per_worker=1, register=False, set_as_default=False) as h:
+            h.wait_for_workers(2)
+            with Client(h.scheduler_address, set_as_default=False) as c:
+                asked = [len(C.scheduler_workers(c)) for _ in range(300)]
+                deadline, cached = time.monotonic() + 10, []
+                while 0 not in cached and time.monotonic() < deadline:
+                    cached.append(len(c.scheduler_info(n_workers=-1)["workers"]))
+    assert set(asked) == {2}
+    assert 0 in cached, f"upstream fixed the race: scheduler_info() never came back empty in {len(cached)} calls"
