@@ -9,6 +9,11 @@ _LAZY = {
 _MODULES = {"config", "clusters", "data", "train", "tracking", "cli", "demo", "monitor", "jobs", "scheduler"}
 
 
+def _jupyter_server_extension_points():
+    "The Jupyter server extension (handlers in `mlscale_sdk.server`, imported only by the server)."
+    return [{"module": "mlscale_sdk.server"}]
+
+
 def __getattr__(name):
     import importlib
     if name in _MODULES:

@@ -167,18 +167,23 @@ def test_setting_selects_redis(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_out_of_core_with_spilling(tmp_path):
-    "A worker limited to 250 MB computes the features of >3x that much data (~850 MB) by spilling, without dying."
+    "One worker limited to 400 MiB (of which ~250 MiB is the process itself) computes ~1.2 GiB of features (3x its limit): spilling, not dying."
+    import dask
     from distributed import Client, LocalCluster
     from mlscale_sdk import data, features as F
-    rows, nparts, limit = 5_000_000, 40, 250 * 2**20
+    rows, nparts, limit = 8_000_000, 160, 400 * 2**20
     tx = data.make_transactions(rows, npartitions=nparts, seed=2)
-    one = F._partition_features(tx.partitions[0].compute(), data.make_customers(rows // 50, seed=2)[["customer_id", "typical_spend"]])
-    data_bytes = one.memory_usage(deep=True).sum() * nparts
-    assert data_bytes > 3 * limit, (data_bytes, limit)
-    with LocalCluster(n_workers=1, threads_per_worker=2, memory_limit=limit, dashboard_address=None,
-                      local_directory=str(tmp_path / "spill")) as cluster, Client(cluster) as client:
-        out = F.compute_features(tx, data.make_customers(rows // 50, seed=2), path=tmp_path / "f", client=client)
-        assert len(client.scheduler_info()["workers"]) == 1
+    cust = data.make_customers(rows // 50, seed=2)
+    one = F._partition_features(tx.partitions[0].compute(), cust[["customer_id", "typical_spend"]])
+    data_bytes = one.memory_usage(deep=True).sum() / len(one) * rows
+    assert data_bytes > 2.8 * limit, (data_bytes, limit)
+    cfg = {"distributed.worker.memory.target": 0.6, "distributed.worker.memory.spill": 0.7,
+           "distributed.worker.memory.pause": 0.95, "distributed.worker.memory.terminate": 0.99}
+    with dask.config.set(cfg), LocalCluster(n_workers=1, threads_per_worker=1, memory_limit=limit, dashboard_address=None,
+                                            local_directory=str(tmp_path / "spill")) as cluster, Client(cluster) as client:
+        pid = client.run(os.getpid)
+        out = F.compute_features(tx, cust, path=tmp_path / "f", client=client)
+        assert client.run(os.getpid) == pid            # the same worker process: never killed and restarted
     import pyarrow.dataset as ds
     assert ds.dataset(out, format="parquet").count_rows() == rows
 

@@ -1,0 +1,304 @@
+"""The Jupyter server extension: a real jupyter_server (pytest-jupyter) with the extension loaded from config,
+real SDK managers behind it (state store, detached job runner with papermill, MLflow store, Dask cluster)."""
+import asyncio, json, os, re, subprocess, time
+from pathlib import Path
+import nbformat
+import pytest
+import yaml
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from conftest import BIN, ROOT
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+API = "mlscale/api"
+
+
+@pytest.fixture
+def jp_root_dir(project):
+    "The server's root is the mlscale project, so notebook paths line up."
+    return project
+
+
+@pytest.fixture
+def jp_server_config():
+    return {"ServerApp": {"jpserver_extensions": {"mlscale_sdk": True}}}
+
+
+def make_nb(path, params="rows = 10  # rows\nlabel = 'x'", body="print(label, rows)"):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    c = nbformat.v4.new_code_cell(params); c.metadata["tags"] = ["parameters"]
+    nb.cells = [c, nbformat.v4.new_code_cell(body)]
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def call(jp_fetch):
+    "Call the API with the server's token; returns (status, JSON or None) without raising on 4xx/5xx."
+    async def go(method, path, body=None, params=None):
+        kw = {"method": method, "raise_error": False, "params": params}
+        if body is not None: kw["body"] = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        elif method in ("POST", "PUT"): kw["body"] = b""
+        r = await jp_fetch(API, *path.strip("/").split("/"), **kw)
+        return r.code, (json.loads(r.body) if r.body else None)
+    return go
+
+
+# ---------------------------------------------------------------- the API description and routes
+
+def test_openapi_parses_and_documents_every_route():
+    from mlscale_sdk import server
+    doc = yaml.safe_load((ROOT / "mlscale_sdk" / "openapi.yaml").read_text())
+    assert doc["openapi"].startswith("3.")
+    for template, handler in server.ROUTES:
+        assert template in doc["paths"], f"{template} missing from openapi.yaml"
+        methods = server.route_methods(handler)
+        assert methods, template
+        for m in methods:
+            assert m in doc["paths"][template], f"{m.upper()} {template} missing from openapi.yaml"
+    assert set(doc["paths"]) == {t for t, _ in server.ROUTES}, "openapi.yaml documents routes that do not exist"
+    refs = {r.split("/")[-1] for r in json.dumps(doc).split('"$ref": "')[1:] for r in [r.split('"')[0]]}
+    comps = {k for section in doc["components"].values() for k in section}
+    assert refs <= comps, f"dangling $refs: {refs - comps}"
+
+
+# ---------------------------------------------------------------- authentication
+
+async def test_no_token_is_403(jp_serverapp, jp_base_url, jp_http_port, call):
+    from mlscale_sdk import server
+    client = AsyncHTTPClient()
+    base = f"http://127.0.0.1:{jp_http_port}{jp_base_url}{API}"
+    families = set()
+    for template, handler in server.ROUTES:
+        path = template.replace("{name}", "x").replace("{run_id}", "r").replace("{job}", "j").replace("{metric}", "m")
+        for m in server.route_methods(handler):
+            kw = {"method": m.upper(), "raise_error": False}
+            if m in ("post", "put"): kw["body"] = "{}"
+            r = await client.fetch(base + path, **kw)
+            assert r.code == 403, f"{m.upper()} {path} without a token answered {r.code}"
+            families.add(template.split("/")[1])
+    assert families == {"clusters", "jobs", "runs", "notebooks", "mlflow", "monitor"}
+    # with the token the same server answers
+    code, out = await call("GET", "jobs")
+    assert code == 200 and out == []
+
+
+# ---------------------------------------------------------------- bad input and unknown things
+
+async def test_bad_input_is_400_and_nothing_written(project, call):
+    make_nb(project / "nb.ipynb")
+    code, out = await call("POST", "jobs", body=b"{not json")
+    assert code == 400 and "not valid JSON" in out["error"]
+    code, out = await call("POST", "jobs", body=[1, 2])
+    assert code == 400 and "JSON object" in out["error"]
+    code, out = await call("POST", "jobs", body={"notebook": "nb.ipynb", "schedule": "61 * * * *"})
+    assert code == 400 and "61" in out["error"], out
+    code, out = await call("POST", "jobs", body={"notebook": "nb.ipynb", "no_such_field": 1})
+    assert code == 400 and "no_such_field" in out["error"]
+    code, out = await call("POST", "jobs", body={"notebook": "../outside.ipynb"})
+    assert code == 400 and "outside the server root" in out["error"]
+    code, out = await call("POST", "jobs", body={"notebook": "/etc/hosts"})
+    assert code == 400 and "outside the server root" in out["error"]
+    code, out = await call("GET", "notebooks/parameters", params={"path": "../../etc/passwd"})
+    assert code == 400 and "outside the server root" in out["error"]
+    code, out = await call("POST", "clusters", body={"profile": "no-such-profile"})
+    assert code == 400 and "no-such-profile" in out["error"]
+    code, out = await call("GET", "jobs/x/history", params={"limit": "lots"})
+    assert code == 400 and "limit" in out["error"]
+    code, out = await call("GET", "jobs")
+    assert code == 200 and out == [], "a rejected promote wrote a job"
+    assert not (project / ".mlscale" / "jobs").exists() or not any((project / ".mlscale" / "jobs").iterdir())
+
+
+async def test_unknown_things_are_404(project, call):
+    for path in ("jobs/nope", "jobs/nope/history", "runs/nope", "runs/nope/output", "mlflow/models/nope"):
+        code, out = await call("GET", path)
+        assert code == 404 and "nope" in out["error"], (path, code, out)
+    for path in ("jobs/nope/run", "jobs/nope/pause", "jobs/nope/resume", "clusters/nope/scale"):
+        code, out = await call("POST", path, body={"n": 1} if "scale" in path else {})
+        assert code == 404 and "nope" in out["error"], (path, code, out)
+    code, out = await call("DELETE", "jobs/nope")
+    assert code == 404
+    code, out = await call("DELETE", "clusters/nope")
+    assert code == 404 and "no running cluster" in out["error"]
+    code, out = await call("GET", "notebooks/parameters", params={"path": "missing.ipynb"})
+    assert code == 404
+    code, out = await call("POST", "mlflow/models/nope/promote", body={"version": 1, "require": {"auc": ">= 0.5"}})
+    assert code == 404 and "nope" in out["error"]
+
+
+async def test_sdk_bug_is_500_with_short_message(jp_serverapp, call, monkeypatch, caplog):
+    from mlscale_sdk import jobs
+    def broken(): raise RuntimeError("store exploded\nsecond line")
+    monkeypatch.setattr(jobs, "list_jobs", broken)
+    code, out = await call("GET", "jobs")
+    assert code == 500 and out["error"].startswith("RuntimeError: store exploded") and "second line" not in out["error"]
+
+
+async def test_blocking_sdk_call_does_not_block_the_server(project, call, monkeypatch):
+    from mlscale_sdk import jobs
+    gate = __import__("threading").Event()
+    def slow():
+        assert gate.wait(30), "the other request never got through"
+        return []
+    monkeypatch.setattr(jobs, "list_jobs", slow)
+    slow_req = asyncio.ensure_future(call("GET", "jobs"))
+    await asyncio.sleep(0.2)
+    code, _ = await call("GET", "clusters/profiles")   # answered while list_jobs is still blocked in its thread
+    assert code == 200 and not slow_req.done()
+    gate.set()
+    assert await slow_req == (200, [])
+
+
+# ---------------------------------------------------------------- jobs end to end
+
+@pytest.mark.slow
+async def test_promote_run_now_history_output(project, call):
+    make_nb(project / "work" / "report.ipynb", body="print('hello', label, rows)")
+    code, params = await call("GET", "notebooks/parameters", params={"path": "work/report.ipynb"})
+    assert code == 200 and set(params["parameters"]) == {"rows", "label"} and params["parameters"]["rows"]["type"] == "int"
+    code, job = await call("POST", "jobs", body={"notebook": "work/report.ipynb", "name": "report", "schedule": "0 3 * * *",
+                                                 "parameters": {"rows": 3}})
+    assert code == 201 and job["name"] == "report" and job["spec"]["notebook"] == "work/report.ipynb"
+    assert job["next_run_at"] and job["last_run"] is None
+    code, jobs = await call("GET", "jobs")
+    assert [j["name"] for j in jobs] == ["report"] and jobs[0]["next_run_at"]
+    code, paused = await call("POST", "jobs/report/pause")
+    assert code == 200 and paused["paused"] and paused["next_run_at"] is None
+    code, resumed = await call("POST", "jobs/report/resume")
+    assert code == 200 and not resumed["paused"] and resumed["next_run_at"]
+    code, out = await call("POST", "jobs/report/run", body={"parameters": {"rows": "many"}})
+    assert code == 400 and "rows" in out["error"], out
+    code, run = await call("POST", "jobs/report/run", body={"parameters": {"label": "api"}})
+    assert code == 202 and run["job"] == "report"
+    deadline = time.monotonic() + 150
+    while True:
+        code, hist = await call("GET", "jobs/report/history")
+        assert code == 200 and hist[0]["id"] == run["id"]
+        if hist[0]["status"] in ("succeeded", "failed", "timed_out", "interrupted", "cancelled"): break
+        assert time.monotonic() < deadline, f"run still {hist[0]['status']}"
+        await asyncio.sleep(0.5)
+    assert hist[0]["status"] == "succeeded", hist[0]
+    assert hist[0]["parameters"] == {"rows": 3, "label": "api"}
+    code, one = await call("GET", f"runs/{run['id']}")
+    assert code == 200 and one["status"] == "succeeded"
+    code, out = await call("GET", f"runs/{run['id']}/output")
+    assert code == 200 and out["path"] and not out["path"].startswith("/")
+    out_nb = nbformat.read(project / out["path"], as_version=4)
+    assert "hello api 3" in json.dumps(out_nb.cells[-1].outputs)
+    code, job = await call("GET", "jobs/report")
+    assert job["last_run"]["status"] == "succeeded"
+    code, _ = await call("DELETE", "jobs/report")
+    assert code == 204
+    code, _ = await call("GET", "jobs/report")
+    assert code == 404
+
+
+# ---------------------------------------------------------------- clusters
+
+@pytest.mark.slow
+async def test_cluster_started_from_code_is_listed_scaled_and_stopped(project, call):
+    from mlscale_sdk import clusters
+    code, profiles = await call("GET", "clusters/profiles")
+    assert code == 200 and "local" in [p["name"] for p in profiles]
+    h = await asyncio.to_thread(clusters.start_cluster, "local", n_workers=1, name="from-code")
+    try:
+        code, recs = await call("GET", "clusters")
+        assert code == 200 and [r["name"] for r in recs] == ["from-code"]
+        assert recs[0]["workers"] == 1 and recs[0]["profile"] == "local" and recs[0]["scheduler_address"].startswith("tcp://")
+        code, out = await call("POST", "clusters/from-code/scale", body={"n": -1})
+        assert code == 400
+        code, out = await call("POST", "clusters/from-code/adapt", body={"minimum": 3, "maximum": 1})
+        assert code == 400 and "minimum <= maximum" in out["error"]
+        code, out = await call("POST", "clusters/from-code/scale", body={"n": 2})
+        assert code == 200, out
+        await asyncio.to_thread(h.wait_for_workers, 2, 60)
+        code, recs = await call("GET", "clusters")
+        assert recs[0]["workers"] == 2
+        code, _ = await call("DELETE", "clusters/from-code")
+        assert code == 204
+        code, recs = await call("GET", "clusters")
+        assert recs == []
+    finally:
+        await asyncio.to_thread(h.close)
+
+
+@pytest.mark.slow
+async def test_start_cluster_from_profile_then_stop(project, call):
+    code, out = await call("POST", "clusters", body={"profile": "local", "options": "many"})
+    assert code == 400 and "options" in out["error"]
+    code, rec = await call("POST", "clusters", body={"profile": "local", "name": "from-ui", "options": {"n_workers": 1}})
+    assert code == 201 and rec["name"] == "from-ui" and rec["profile"] == "local", rec
+    try:
+        code, recs = await call("GET", "clusters")
+        assert [r["name"] for r in recs] == ["from-ui"] and recs[0]["owner_pid"] != os.getpid()   # a detached process
+    finally:
+        code, out = await call("DELETE", "clusters/from-ui")
+    assert code == 204, out
+    code, recs = await call("GET", "clusters")
+    assert recs == []
+
+
+# ---------------------------------------------------------------- MLflow and monitoring
+
+@pytest.mark.slow
+async def test_mlflow_models_runs_and_promote(project, call):
+    import numpy as np, pandas as pd, xgboost as xgb
+    from mlscale_sdk import tracking
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    y = (X.a > 0).astype(int)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2, "nthread": 1}, xgb.DMatrix(X, label=y), 5)
+    def log():
+        with tracking.start_run("tiny") as run:
+            run.log_metric("auc", 0.91)
+            tracking.log_xgboost_model(booster, X, registered_model_name="tiny")
+        return run.run_id
+    run_id = await asyncio.to_thread(log)
+    code, exps = await call("GET", "mlflow/experiments")
+    assert code == 200 and exps
+    code, runs = await call("GET", "mlflow/runs", params={"limit": "5"})
+    assert code == 200 and runs[0]["run_id"] == run_id and runs[0]["metrics"] == {"auc": 0.91}
+    code, models = await call("GET", "mlflow/models")
+    assert code == 200 and [m["name"] for m in models] == ["tiny"]
+    assert [v["version"] for v in models[0]["versions"]] == ["1"] and models[0]["versions"][0]["run_id"] == run_id
+    code, out = await call("POST", "mlflow/models/tiny/promote", body={"version": 1, "require": {"auc": ">= zero"}})
+    assert code == 400 and "malformed requirement" in out["error"]
+    code, out = await call("POST", "mlflow/models/tiny/promote", body={"version": 7, "require": {"auc": ">= 0.5"}})
+    assert code == 404 and "no version 7" in out["error"]
+    code, d = await call("POST", "mlflow/models/tiny/promote", body={"version": 1, "require": {"auc": ">= 0.8"}})
+    assert code == 200 and d["promoted"] and d["alias"] == "champion" and d["reasons"]
+    code, m = await call("GET", "mlflow/models/tiny")
+    assert code == 200 and m["aliases"] == {"champion": "1"} and m["versions"][0]["aliases"] == ["champion"]
+
+
+async def test_monitor_alerts_and_series(project, call):
+    from mlscale_sdk import monitor
+    if not hasattr(monitor, "recent_alerts") or not hasattr(monitor, "metric_series"):
+        pytest.skip("mlscale_sdk.monitor has no recent_alerts/metric_series")
+    code, alerts = await call("GET", "monitor/alerts")
+    assert code == 200 and alerts == []
+    code, out = await call("GET", "monitor/alerts", params={"limit": "0"})
+    assert code == 400
+    def log():
+        import os
+        os.environ["MLSCALE_JOB_ID"] = "j1"; os.environ["MLSCALE_JOB_RUN_ID"] = "r1"
+        try: monitor.log_metrics({"rows": 5.0}, mlflow=False)
+        finally: os.environ.pop("MLSCALE_JOB_ID"); os.environ.pop("MLSCALE_JOB_RUN_ID")
+    await asyncio.to_thread(log)
+    code, names = await call("GET", "monitor/metrics/j1")
+    assert code == 200 and [n["name"] for n in names] == ["rows"], names
+    code, series = await call("GET", "monitor/metrics/j1/rows")
+    assert code == 200 and [p["value"] for p in series] == [5.0]
+
+
+# ---------------------------------------------------------------- installation
+
+def test_extension_enabled_after_install():
+    r = subprocess.run([str(BIN / "jupyter"), "server", "extension", "list"], capture_output=True, text=True, timeout=120)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
+    assert re.search(r"^\s*mlscale_sdk enabled\s*$", out, re.M), out
+    assert re.search(r"^\s*mlscale_sdk [\d.]+ OK\s*$", out, re.M), out   # the module imports and has the extension points
