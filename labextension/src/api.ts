@@ -1,0 +1,26 @@
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** An error answer of the mlscale API: status plus its `error` message. */
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    message: string
+  ) {
+    super(message);
+  }
+}
+
+/** Call /mlscale/api/<path> with the server's token and XSRF cookie; JSON in, JSON out. */
+export async function api<T = any>(path: string, init: RequestInit = {}): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'mlscale/api', path);
+  const resp = await ServerConnection.makeRequest(url, init, settings);
+  const text = await resp.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!resp.ok) throw new ApiError(resp.status, (data && data.error) || resp.statusText);
+  return data as T;
+}
+
+export const post = (path: string, body: unknown = {}) =>
+  api(path, { method: 'POST', body: JSON.stringify(body) });

@@ -1,0 +1,458 @@
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { Dialog, ICommandPalette, showDialog, ToolbarButton } from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { Widget } from '@lumino/widgets';
+import { api, post } from './api';
+import {
+  clientCode,
+  formatBytes,
+  formatWhen,
+  paramFields,
+  promoteBody,
+  sparkline,
+  statusBadge,
+  FormField,
+  PromoteForm
+} from './logic';
+
+const PROMOTE = 'mlscale:promote-to-job';
+const POLL_MS = 4000;
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  for (const c of children) e.append(c);
+  return e;
+}
+
+function button(
+  label: string,
+  onClick: () => Promise<unknown> | void,
+  cls = ''
+): HTMLButtonElement {
+  const b = el('button', { class: `jp-Button mlscale-btn ${cls}`, title: label }, label);
+  b.onclick = async () => {
+    b.disabled = true;
+    try {
+      await onClick();
+    } catch (e) {
+      void showDialog({
+        title: 'mlscale',
+        body: (e as Error).message,
+        buttons: [Dialog.okButton()]
+      });
+    } finally {
+      b.disabled = false;
+    }
+  };
+  return b;
+}
+
+/** The left sidebar: clusters, jobs and models, refreshed by polling. */
+class MlscalePanel extends Widget {
+  private clusters = el('div', { class: 'mlscale-section-body', 'data-section': 'clusters' });
+  private jobs = el('div', { class: 'mlscale-section-body', 'data-section': 'jobs' });
+  private models = el('div', { class: 'mlscale-section-body', 'data-section': 'models' });
+  private status = el('div', { class: 'mlscale-status' });
+  private timer: number | undefined;
+  private metric = '';
+  private profile = '';
+
+  constructor(
+    private app: JupyterFrontEnd,
+    private tracker: INotebookTracker
+  ) {
+    super();
+    this.id = 'mlscale-panel';
+    this.title.caption = 'mlscale';
+    this.title.label = 'mlscale';
+    this.addClass('mlscale-panel');
+    const sec = (name: string, body: HTMLElement) =>
+      el('section', { class: 'mlscale-section' }, el('h3', {}, name), body);
+    this.node.append(
+      sec('Clusters', this.clusters),
+      sec('Jobs', this.jobs),
+      sec('Models', this.models),
+      this.status
+    );
+  }
+
+  protected onAfterShow(): void {
+    void this.refresh();
+    this.timer = window.setInterval(() => void this.refresh(), POLL_MS);
+  }
+  protected onAfterHide(): void {
+    window.clearInterval(this.timer);
+  }
+
+  async refresh(): Promise<void> {
+    const parts = await Promise.allSettled([
+      this.renderClusters(),
+      this.renderJobs(),
+      this.renderModels()
+    ]);
+    const bad = parts.filter(p => p.status === 'rejected') as PromiseRejectedResult[];
+    this.status.textContent = bad.length
+      ? `error: ${bad.map(b => b.reason?.message).join('; ')}`
+      : '';
+  }
+
+  private async renderClusters(): Promise<void> {
+    const [profiles, recs] = await Promise.all([
+      api<any[]>('clusters/profiles'),
+      api<any[]>('clusters')
+    ]);
+    const select = el('select', { class: 'mlscale-profile' });
+    for (const p of profiles) select.append(el('option', { value: p.name }, p.name));
+    // polling re-renders the section: keep the profile the user picked
+    if (this.profile) select.value = this.profile;
+    select.onchange = () => {
+      this.profile = select.value;
+    };
+    const start = button('Start', async () => {
+      await post('clusters', { profile: select.value });
+      await this.renderClusters();
+    });
+    const rows = recs.map(r => {
+      const n = el('input', {
+        type: 'number',
+        min: '0',
+        value: String(r.workers ?? 1),
+        class: 'mlscale-n'
+      });
+      const row = el(
+        'div',
+        { class: 'mlscale-row mlscale-cluster', 'data-name': r.name },
+        el('b', {}, r.name),
+        ` [${r.profile}] `,
+        el('span', { class: 'mlscale-workers' }, `${r.workers ?? '?'} workers`),
+        `, ${r.threads ?? '?'} threads, ${formatBytes(r.memory)}`,
+        el('br'),
+        n,
+        button('Scale', () =>
+          post(`clusters/${encodeURIComponent(r.name)}/scale`, { n: Number(n.value) })
+        ),
+        button('Adapt', () =>
+          post(`clusters/${encodeURIComponent(r.name)}/adapt`, {
+            minimum: 0,
+            maximum: Number(n.value)
+          })
+        ),
+        button('Insert client code', () =>
+          this.insertCode(clientCode(r.name, r.scheduler_address))
+        ),
+        button(
+          'Stop',
+          async () => {
+            await api(`clusters/${encodeURIComponent(r.name)}`, { method: 'DELETE' });
+            await this.renderClusters();
+          },
+          'mlscale-danger'
+        )
+      );
+      if (r.dashboard_link)
+        row.append(el('a', { href: r.dashboard_link, target: '_blank' }, 'dashboard'));
+      return row;
+    });
+    this.clusters.replaceChildren(
+      el('div', { class: 'mlscale-row' }, select, start),
+      ...(rows.length ? rows : [el('i', {}, 'no clusters running')])
+    );
+  }
+
+  private insertCode(code: string): void {
+    const panel = this.tracker.currentWidget;
+    if (!panel) throw new Error('open a notebook first');
+    const nb = panel.content;
+    void this.app.commands.execute('notebook:insert-cell-below').then(() => {
+      if (nb.activeCell) nb.activeCell.model.sharedModel.setSource(code);
+    });
+  }
+
+  private async renderJobs(): Promise<void> {
+    const jobs = await api<any[]>('jobs');
+    const rows = jobs.map(j => {
+      const last = j.last_run;
+      const badge = statusBadge(j.paused ? 'paused' : last?.status);
+      const hist = el('div', { class: 'mlscale-history' });
+      const row = el(
+        'div',
+        { class: 'mlscale-row mlscale-job', 'data-name': j.name },
+        el('b', {}, j.name),
+        ' ',
+        el('span', { class: `mlscale-badge mlscale-${badge.cls}` }, badge.label),
+        el(
+          'div',
+          { class: 'mlscale-meta' },
+          `next: ${j.paused ? 'paused' : formatWhen(j.next_run_at)}`
+        ),
+        button('Run now', () => post(`jobs/${encodeURIComponent(j.name)}/run`, {})),
+        button(j.paused ? 'Resume' : 'Pause', () =>
+          post(`jobs/${encodeURIComponent(j.name)}/${j.paused ? 'resume' : 'pause'}`)
+        ),
+        button('History', () => this.renderHistory(j.name, hist)),
+        hist
+      );
+      return row;
+    });
+    this.jobs.replaceChildren(
+      ...(rows.length ? rows : [el('i', {}, 'no jobs: use "Promote to job" on a notebook')])
+    );
+  }
+
+  private async renderHistory(name: string, into: HTMLElement): Promise<void> {
+    const runs = await api<any[]>(`jobs/${encodeURIComponent(name)}/history?limit=20`);
+    const metrics = Array.from(new Set(runs.flatMap(r => Object.keys(r.metrics || {}))));
+    if (!this.metric || !metrics.includes(this.metric)) this.metric = metrics[0] || '';
+    const pick = el('select', { class: 'mlscale-metric' });
+    for (const m of metrics) pick.append(el('option', { value: m }, m));
+    pick.value = this.metric;
+    pick.onchange = () => {
+      this.metric = pick.value;
+      void this.renderHistory(name, into);
+    };
+    const values = runs
+      .slice()
+      .reverse()
+      .map(r => Number((r.metrics || {})[this.metric]));
+    const svg = `<svg width="160" height="40" class="mlscale-plot"><polyline fill="none" stroke="currentColor" points="${sparkline(values)}"/></svg>`;
+    const plot = el('div');
+    plot.innerHTML = metrics.length ? svg : '';
+    const items = runs.map(r => {
+      const b = statusBadge(r.status);
+      const li = el(
+        'li',
+        { class: 'mlscale-run', 'data-run': r.id },
+        el('span', { class: `mlscale-badge mlscale-${b.cls}` }, b.label),
+        ` ${formatWhen(r.started_at)} `
+      );
+      if (r.status !== 'queued' && r.status !== 'running') {
+        const a = el('a', { href: '#', class: 'mlscale-open-output' }, 'output');
+        a.onclick = async ev => {
+          ev.preventDefault();
+          const out = await api<any>(`runs/${encodeURIComponent(r.id)}/output`);
+          await this.app.commands.execute('docmanager:open', { path: out.path });
+        };
+        li.append(a);
+      }
+      return li;
+    });
+    into.replaceChildren(...(metrics.length ? [pick, plot] : []), el('ul', {}, ...items));
+  }
+
+  private async renderModels(): Promise<void> {
+    const models = await api<any[]>('mlflow/models');
+    const rows = models.map(m => {
+      const versions = (m.versions || m.latest_versions || []) as any[];
+      const aliases = Object.entries(m.aliases || {})
+        .map(([a, v]) => `${a}→v${v}`)
+        .join(', ');
+      const alias = el('input', { value: 'champion', class: 'mlscale-alias', size: '8' });
+      const ver = el('select', {});
+      for (const v of versions)
+        ver.append(el('option', { value: String(v.version) }, `v${v.version}`));
+      return el(
+        'div',
+        { class: 'mlscale-row mlscale-model', 'data-name': m.name },
+        el('b', {}, m.name),
+        ` ${versions.length} version(s) `,
+        el('span', { class: 'mlscale-meta' }, aliases),
+        el('br'),
+        ver,
+        alias,
+        button('Promote', async () => {
+          const d = await post(`mlflow/models/${encodeURIComponent(m.name)}/promote`, {
+            version: Number(ver.value),
+            alias: alias.value
+          });
+          void showDialog({
+            title: 'Promotion',
+            body: JSON.stringify(d),
+            buttons: [Dialog.okButton()]
+          });
+        })
+      );
+    });
+    this.models.replaceChildren(...(rows.length ? rows : [el('i', {}, 'no registered models')]));
+  }
+}
+
+/** The body of the "Promote to job" dialog. */
+class PromoteBody extends Widget {
+  inputs: Record<string, HTMLInputElement | HTMLSelectElement> = {};
+  params: Record<string, HTMLInputElement> = {};
+  errors: Record<string, HTMLElement> = {};
+  general = el('div', { class: 'mlscale-error mlscale-error-general' });
+
+  constructor(
+    public notebook: string,
+    public fields: FormField[],
+    profiles: string[],
+    prev?: PromoteForm
+  ) {
+    super();
+    this.addClass('mlscale-promote');
+    const stem = notebook
+      .split('/')
+      .pop()!
+      .replace(/\.ipynb$/, '')
+      .replace(/[^A-Za-z0-9_.-]/g, '-');
+    const add = (key: string, label: string, input: HTMLInputElement | HTMLSelectElement) => {
+      input.setAttribute('name', key);
+      this.errors[key] = el('div', { class: 'mlscale-error', 'data-error': key });
+      this.node.append(el('label', {}, label, input), this.errors[key]);
+      return input;
+    };
+    this.inputs.name = add('name', 'Name', el('input', { value: stem }));
+    this.inputs.schedule = add(
+      'schedule',
+      'Schedule (cron)',
+      el('input', { placeholder: '0 3 * * *' })
+    );
+    this.inputs.timezone = add('timezone', 'Time zone', el('input', { value: 'UTC' }));
+    const cl = el('select', {});
+    cl.append(el('option', { value: '' }, '(none)'));
+    for (const p of profiles) cl.append(el('option', { value: p }, p));
+    this.inputs.cluster = add('cluster', 'Cluster profile', cl);
+    this.inputs.retries = add(
+      'retries',
+      'Retries',
+      el('input', { type: 'number', value: '0', min: '0' })
+    );
+    this.inputs.timeout = add(
+      'timeout',
+      'Timeout (s)',
+      el('input', { type: 'number', placeholder: 'none' })
+    );
+    this.inputs.alertEmail = add(
+      'alertEmail',
+      'Alert e-mail on failure',
+      el('input', { placeholder: 'you@example.com' })
+    );
+    this.node.append(el('h4', {}, 'Parameters'));
+    for (const f of fields) {
+      this.params[f.name] = add(
+        f.name,
+        `${f.name} (${f.type})`,
+        el('input', { value: f.value, title: f.help })
+      ) as HTMLInputElement;
+    }
+    if (!fields.length) this.node.append(el('i', {}, 'no parameters cell'));
+    this.node.append(this.general);
+    if (prev) {
+      for (const [k, i] of Object.entries(this.inputs)) i.value = (prev as any)[k] ?? i.value;
+      for (const [k, i] of Object.entries(this.params)) i.value = prev.params[k] ?? i.value;
+    }
+  }
+
+  form(): PromoteForm {
+    const v = (k: string) => this.inputs[k].value;
+    const params: Record<string, string> = {};
+    for (const [k, i] of Object.entries(this.params)) params[k] = i.value;
+    return {
+      notebook: this.notebook,
+      name: v('name'),
+      schedule: v('schedule'),
+      timezone: v('timezone'),
+      cluster: v('cluster'),
+      retries: v('retries'),
+      timeout: v('timeout'),
+      alertEmail: v('alertEmail'),
+      params
+    };
+  }
+
+  showErrors(errors: Record<string, string>, general = ''): void {
+    for (const [k, e] of Object.entries(this.errors)) e.textContent = errors[k] || '';
+    this.general.textContent = general;
+  }
+}
+
+async function promoteDialog(
+  app: JupyterFrontEnd,
+  panel: NotebookPanel,
+  panelWidget: MlscalePanel
+): Promise<void> {
+  await panel.context.save();
+  const path = panel.context.path;
+  let fields: FormField[] = [];
+  try {
+    const info = await api<any>(`notebooks/parameters?path=${encodeURIComponent(path)}`);
+    fields = paramFields(info.parameters);
+  } catch {
+    fields = [];
+  }
+  const profiles = (await api<any[]>('clusters/profiles')).map(p => p.name);
+  let body = new PromoteBody(path, fields, profiles);
+  // show the dialog again (with what was typed) until the server accepts the job, errors inline
+  for (;;) {
+    const res = await showDialog({
+      title: 'Promote to job',
+      body,
+      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Promote' })]
+    });
+    if (!res.button.accept) return;
+    const form = body.form();
+    body = new PromoteBody(path, fields, profiles, form);
+    const { body: req, errors } = promoteBody(form, fields);
+    if (!req) {
+      body.showErrors(errors);
+      continue;
+    }
+    try {
+      const job = await post('jobs', req);
+      void showDialog({
+        title: 'Promoted',
+        body: `job ${job.name}: next run ${job.next_run_at || 'on demand'}`,
+        buttons: [Dialog.okButton()]
+      });
+      void panelWidget.refresh();
+      return;
+    } catch (e) {
+      body.showErrors({}, (e as Error).message);
+    }
+  }
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'mlscale-labextension:plugin',
+  description: 'mlscale sidebar and Promote to job',
+  autoStart: true,
+  requires: [INotebookTracker],
+  optional: [ICommandPalette, ILayoutRestorer],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null
+  ) => {
+    const panel = new MlscalePanel(app, tracker);
+    app.shell.add(panel, 'left', { rank: 900 });
+    if (restorer) restorer.add(panel, 'mlscale-panel');
+    app.commands.addCommand(PROMOTE, {
+      label: 'Promote to job',
+      caption: 'Schedule this notebook as an mlscale job',
+      isEnabled: () => !!tracker.currentWidget,
+      execute: () => {
+        const nb = tracker.currentWidget;
+        if (nb) return promoteDialog(app, nb, panel);
+      }
+    });
+    if (palette) palette.addItem({ command: PROMOTE, category: 'mlscale' });
+    tracker.widgetAdded.connect((_, nb) => {
+      const btn = new ToolbarButton({
+        label: 'Promote to job',
+        className: 'mlscale-promote-button',
+        tooltip: 'Schedule this notebook as an mlscale job',
+        onClick: () => void app.commands.execute(PROMOTE)
+      });
+      nb.toolbar.insertItem(10, 'mlscale-promote', btn);
+    });
+  }
+};
+
+export default plugin;
