@@ -3,20 +3,19 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+STAMP := $(VENV)/.installed-pyproject-sha256
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .PHONY: demo test venv system bench export clean-state nbtest pytest
 
-## venv: create/refresh .venv; reinstalls only when pyproject.toml changed since the last install
-venv: $(STAMP)
-
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "== installing mlscale-sdk and its dependencies into $(VENV) (first time: a few minutes)"
-	$(PIP) torch==2.13.0
-	$(PIP) -e ".[dev]"
-	@touch $(STAMP)
+## venv: create/refresh .venv; reinstalls only when pyproject.toml's content changed since the last install
+## (a content hash, not the file time: nbdev rewrites pyproject.toml without changing it)
+venv:
+	@h=$$(sha256sum pyproject.toml | cut -d' ' -f1); \
+	if [ -x $(PY) ] && [ "$$(cat $(STAMP) 2>/dev/null)" = "$$h" ]; then exit 0; fi; \
+	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	echo "== installing mlscale-sdk and its dependencies into $(VENV) (first time: a few minutes)"; \
+	$(PIP) torch==2.13.0 && $(PIP) -e ".[dev]" && echo "$$h" > $(STAMP)
 
 ## demo: start the auto cluster, generate data, features, distributed XGBoost, MLflow, promote champion
 demo: venv

@@ -1,6 +1,6 @@
 """Feature pipeline figures: Dask vs pandas throughput, peak RSS out of core, online lookup latency, materialize rows/s.
 
-Run: .venv/bin/python bench/bench_features.py [--rows 4000000] [--pandas-rows 1000000] [--ooc-rows 3000000] [--limit-mb 400]
+Run: .venv/bin/python bench/bench_features.py [--rows 4000000] [--pandas-rows 1000000] [--ooc-rows 17000000] [--limit-mb 512]
 """
 import argparse, os, shutil, subprocess, sys, tempfile, time, threading
 from pathlib import Path
@@ -21,8 +21,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=4_000_000)
     ap.add_argument("--pandas-rows", type=int, default=1_000_000)
-    ap.add_argument("--ooc-rows", type=int, default=3_000_000)
-    ap.add_argument("--limit-mb", type=int, default=400)
+    ap.add_argument("--ooc-rows", type=int, default=17_000_000)   # ~2.5 GiB of features: 5x the limit
+    ap.add_argument("--limit-mb", type=int, default=512)
     a = ap.parse_args()
     import dask, pandas as pd
     from distributed import Client, LocalCluster

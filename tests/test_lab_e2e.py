@@ -49,6 +49,13 @@ def page(lab):
         finally: b.close()
 
 
+def shot(page, name):
+    "Save a screenshot of the page, with Lab's 'Jupyter news?' toast dismissed when it shows."
+    no = page.locator(".jp-toast-button", has_text="No")
+    if no.count(): no.first.click()
+    page.screenshot(path=str(ART / name))
+
+
 def test_extension_listed_enabled():
     out = subprocess.run([str(BIN / "jupyter"), "labextension", "list"], capture_output=True, text=True)
     text = out.stdout + out.stderr
@@ -70,7 +77,7 @@ def test_panel_cluster_promote_run_output(page, lab):
     cluster = panel.locator(".mlscale-cluster")
     cluster.first.wait_for()
     page.wait_for_function("() => /[1-9]\\d* workers/.test(document.querySelector('#mlscale-panel .mlscale-workers')?.textContent || '')")
-    page.screenshot(path=str(ART / "panel-cluster.png"))
+    shot(page, "panel-cluster.png")
     cluster.first.locator("button", has_text="Stop").click()
     panel.get_by_text("no clusters running").wait_for()
 
@@ -90,7 +97,7 @@ def test_panel_cluster_promote_run_output(page, lab):
     page.locator(".jp-Dialog input[name=timezone]").fill("Mars/Base")
     page.locator(".jp-Dialog button", has_text="Promote").click()
     page.locator(".jp-Dialog .mlscale-error-general", has_text="Mars/Base").wait_for()
-    page.screenshot(path=str(ART / "promote-dialog-error.png"))
+    shot(page, "promote-dialog-error.png")
     page.locator(".jp-Dialog input[name=timezone]").fill("UTC")
     page.locator(".jp-Dialog input[name=schedule]").fill("0 3 * * *")
     page.locator(".jp-Dialog button", has_text="Promote").click()
@@ -103,15 +110,15 @@ def test_panel_cluster_promote_run_output(page, lab):
     job.locator(".mlscale-badge", has_text="succeeded").wait_for(timeout=240_000)
     job.locator("button", has_text="History").click()
     job.locator(".mlscale-open-output").first.click()
-    page.wait_for_timeout(1500); page.screenshot(path=str(ART / "panel-job-history.png"))
+    page.wait_for_timeout(1500); shot(page, "panel-job-history.png")
     page.locator(".jp-NotebookPanel", has_text="model version 1").wait_for()
-    page.screenshot(path=str(ART / "panel-job-output.png"))
+    shot(page, "panel-job-output.png")
     # the model the run registered, with its champion alias, in the Models section
     model = panel.locator('.mlscale-model[data-name="fraud-detector"]')
     model.wait_for()
     page.wait_for_function("() => (document.querySelector('#mlscale-panel .mlscale-model[data-name=\"fraud-detector\"]')?.textContent || '').includes('champion')", timeout=30_000)
     assert "1 version(s)" in model.text_content()
-    page.screenshot(path=str(ART / "panel-models.png"))
+    shot(page, "panel-models.png")
     runs = json.loads(urllib.request.urlopen(urllib.request.Request(f"{base}/mlscale/api/jobs/retrain/history",
                       headers={"Authorization": f"token {token}"})).read())
     assert runs[0]["status"] == "succeeded" and runs[0]["parameters"] == {"rows": 15000}

@@ -546,7 +546,7 @@ def test_grafana_dashboard_queries_our_series(project, in_job):
 
 def test_drift_check_template_runs_unchanged_as_a_job_and_its_drift_rule_fires(project, receiver):
     "templates/drift_check.ipynb, copied as is, promoted with a drift rule, run by the job runner (papermill)."
-    J = pytest.importorskip("mlscale_sdk.jobs", reason="the jobs module (issue 3) is not there yet")
+    from mlscale_sdk import jobs as J
     from mlscale_sdk import monitor
     nb = shutil.copy(ROOT / "templates" / "drift_check.ipynb", project / "drift_check.ipynb")
     rules = [{"drift": {"column": "amount", "psi": "> 0.2"}, "actions": [{"slack": receiver.url}]},
@@ -577,7 +577,7 @@ def _job_nb(path, params, body):
 
 def test_retrain_action_queues_a_real_run_of_the_other_job(project, receiver):
     "score logs a low AUC -> its rule fires -> `retrain: train` -> a real run of train (the feedback loop)."
-    J = pytest.importorskip("mlscale_sdk.jobs", reason="the jobs module (issue 3) is not there yet")
+    from mlscale_sdk import jobs as J
     from mlscale_sdk import monitor
     J.promote(_job_nb(project / "train.ipynb", "rows = 100", "from mlscale_sdk import monitor\nmonitor.log_metric('rows_trained', rows)"))
     rule = {"metric": "auc", "op": "<", "threshold": 0.8, "actions": [{"retrain": "train"}, {"slack": receiver.url}]}
@@ -606,7 +606,7 @@ def test_retrain_action_queues_a_real_run_of_the_other_job(project, receiver):
 
 
 def test_a_failing_job_fires_on_failure(project, receiver):
-    J = pytest.importorskip("mlscale_sdk.jobs", reason="the jobs module (issue 3) is not there yet")
+    from mlscale_sdk import jobs as J
     from mlscale_sdk import monitor
     body = "from mlscale_sdk import monitor\nmonitor.log_metric('rows_scored', rows)\nraise RuntimeError(f'source table empty ({rows})')"
     J.promote(_job_nb(project / "etl.ipynb", "rows = 1", body),
@@ -645,13 +645,7 @@ def test_cli_drift_and_alerts(project):
     assert mlscale("monitor", "alerts", env=env).stdout == "no alerts\n"
 
 
-try:
-    from test_jobs import postgres  # noqa: F401  (the jobs tests' real PostgreSQL server, in a temp dir)
-except Exception as _e:
-    _pg_error = f"{type(_e).__name__}: {_e}"
-    @pytest.fixture
-    def postgres():
-        pytest.skip(f"the PostgreSQL fixture of tests/test_jobs.py cannot be imported ({_pg_error})")
+from test_jobs import postgres  # noqa: F401,E402  (the jobs tests' real PostgreSQL server, in a temp dir)
 
 
 def test_postgresql_state_store(project, postgres, monkeypatch, in_job, receiver):
@@ -683,7 +677,7 @@ def _start_scheduler(project, **env):
 
 def test_real_scheduler_missed_slots_fire_on_missed_schedule(project, receiver):
     "A real `mlscale scheduler run` finds slots missed while it was down; catchup='none' skips them -> the hook's webhook."
-    J = pytest.importorskip("mlscale_sdk.jobs", reason="the jobs module (issue 3) is not there yet")
+    from mlscale_sdk import jobs as J
     from mlscale_sdk import monitor
     J.promote(_job_nb(project / "tick.ipynb", "x = 1", "pass"), name="tick", schedule="* * * * * *", catchup="none",
               on_missed_schedule=[{"webhook": receiver.url}])
@@ -701,10 +695,7 @@ def test_real_scheduler_missed_slots_fire_on_missed_schedule(project, receiver):
 
 def test_real_scheduler_serves_metrics(project):
     "The scheduler process serves /metrics (MLSCALE_METRICS_PORT) with the series of the runs it ran."
-    J = pytest.importorskip("mlscale_sdk.jobs", reason="the jobs module (issue 3) is not there yet")
-    src = (ROOT / "mlscale_sdk" / "scheduler.py").read_text()
-    if "on_scheduler_start" not in src:
-        pytest.skip("scheduler.py does not call monitor.on_scheduler_start yet (the two-line wiring is pending with the jobs helper)")
+    from mlscale_sdk import jobs as J
     J.promote(_job_nb(project / "quick.ipynb", "x = 1", "pass"), name="quick")
     port = free_port()
     p, log = _start_scheduler(project, MLSCALE_METRICS_PORT=str(port), MLSCALE_METRICS_ADDR="127.0.0.1")

@@ -70,3 +70,9 @@ def test_every_command_has_help():
         assert len(main.get_command(None, c[0]).help or "") > 10
     r = subprocess.run([str(BIN / "mlscale"), "--version"], capture_output=True, text=True, check=True)
     assert "mlscale" in r.stdout
+
+
+def test_make_venv_is_idempotent():
+    "A second `make venv` (as `make test` / `make demo` do first) installs nothing when pyproject.toml is unchanged."
+    r = subprocess.run(["make", "-s", "venv"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "installing" not in r.stdout, r.stdout + r.stderr

@@ -277,8 +277,6 @@ async def test_mlflow_models_runs_and_promote(project, call):
 
 async def test_monitor_alerts_and_series(project, call):
     from mlscale_sdk import monitor
-    if not hasattr(monitor, "recent_alerts") or not hasattr(monitor, "metric_series"):
-        pytest.skip("mlscale_sdk.monitor has no recent_alerts/metric_series")
     code, alerts = await call("GET", "monitor/alerts")
     assert code == 200 and alerts == []
     code, out = await call("GET", "monitor/alerts", params={"limit": "0"})

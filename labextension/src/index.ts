@@ -107,6 +107,8 @@ class MlscalePanel extends Widget {
       api<any[]>('clusters')
     ]);
     const select = el('select', { class: 'mlscale-profile' });
+    // "auto" first: local-gpu when GPUs are visible, else local (the server says which and why)
+    select.append(el('option', { value: 'auto' }, 'auto (GPU if present)'));
     for (const p of profiles) select.append(el('option', { value: p.name }, p.name));
     // polling re-renders the section: keep the profile the user picked
     if (this.profile) select.value = this.profile;
@@ -219,9 +221,22 @@ class MlscalePanel extends Widget {
       .slice()
       .reverse()
       .map(r => Number((r.metrics || {})[this.metric]));
-    const svg = `<svg width="160" height="40" class="mlscale-plot"><polyline fill="none" stroke="currentColor" points="${sparkline(values)}"/></svg>`;
-    const plot = el('div');
+    const pts = sparkline(values, 150, 34);
+    // a dot per run (one run alone is a dot, not an invisible line), inset so none is clipped
+    const dots = pts
+      .split(' ')
+      .filter(Boolean)
+      .map(p => p.split(','))
+      .map(([x, y]) => `<circle cx="${x}" cy="${y}" r="2.5" fill="currentColor"/>`)
+      .join('');
+    const svg = `<svg width="160" height="40" class="mlscale-plot"><g transform="translate(5,3)"><polyline fill="none" stroke="currentColor" points="${pts}"/>${dots}</g></svg>`;
+    const finite = values.filter(v => isFinite(v));
+    const plot = el('div', { class: 'mlscale-plot-box' });
     plot.innerHTML = metrics.length ? svg : '';
+    if (finite.length)
+      plot.append(
+        el('span', { class: 'mlscale-meta' }, ` latest ${finite[finite.length - 1].toPrecision(4)}`)
+      );
     const items = runs.map(r => {
       const b = statusBadge(r.status);
       const li = el(
