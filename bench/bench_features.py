@@ -47,7 +47,7 @@ def main():
                "distributed.worker.memory.pause": 0.95, "distributed.worker.memory.terminate": 0.99}
         tx = data.make_transactions(a.ooc_rows, npartitions=max(2, a.ooc_rows // 50_000), seed=1)
         one = F._partition_features(tx.partitions[0].compute(), data.make_customers(a.ooc_rows // 50, seed=1)[["customer_id", "typical_spend"]])
-        size = one.memory_usage(deep=True).sum() * tx.npartitions
+        size = one.memory_usage(deep=True).sum() / len(one) * a.ooc_rows   # per row x rows (partitions differ in size: traffic follows the hour)
         with dask.config.set(cfg), LocalCluster(n_workers=1, threads_per_worker=1, memory_limit=limit, dashboard_address=None,
                                                 local_directory=str(tmp / "spill")) as c, Client(c) as cl:
             pids = list(cl.run(os.getpid).values()); peak = [0]; stop = [False]

@@ -294,14 +294,14 @@ def register_cluster(name:str, profile:str, cls:str, scheduler_address:str, dash
 
 def unregister_cluster(name:str):
     "Remove a cluster from the registry."
-    t = _table()
+    _settle(); t = _table()
     with state_engine().begin() as c: c.execute(t.delete().where(t.c.name == name))
 
 def list_clusters(prune:bool=True, # drop entries whose scheduler no longer answers
                   details:bool=False, # ask each scheduler for its workers, threads and memory
                  ) -> list[ClusterRecord]:
     "The clusters registered in this project, started from any process."
-    t = _table()
+    _settle(); t = _table()
     with state_engine().connect() as c: rows = [dict(r._mapping) for r in c.execute(t.select().order_by(t.c.started_at))]
     out = []
     for r in rows:
@@ -475,9 +475,15 @@ class ClusterHandle:
 
 # %% ../nbs/01_clusters.ipynb #9861b834
 _LIVE: dict = {}
+_PENDING: list = []   # background registrations of this process's clusters (generated names)
+
+def _settle():
+    "Wait until this process's clusters are all recorded in the registry."
+    while _PENDING: _PENDING.pop().join()
 
 @atexit.register
 def _unregister_live():
+    _settle()
     for name in list(_LIVE):
         try: unregister_cluster(name)
         except Exception: pass
@@ -493,6 +499,12 @@ class _Background(threading.Thread):
         self.join()
         if self.error is not None: raise self.error
         return self.value
+
+def _record(handle):
+    "Record a started cluster in the registry (run in the background for generated names)."
+    p = handle.profile
+    try: register_cluster(handle.name, p.name, p.cls, handle.scheduler_address, handle.dashboard_link, p.gpu)
+    except Exception as e: log.warning(f"cluster {handle.name!r} is running but could not be recorded in the registry: {e}")
 
 def _import_cls(dotted:str):
     mod, _, attr = dotted.rpartition(".")
@@ -516,9 +528,10 @@ def start_cluster(profile:str|Path|dict|Profile="auto", # "auto", a profile name
         if g.count == 0:
             raise ClusterError(f"profile {prof.name!r} needs an NVIDIA GPU, but {g.reason}. "
                                "Use start_cluster('local') or start_cluster('auto') to run on CPU workers.")
-    name = name or f"{prof.name}-{secrets.token_hex(3)}"
-    # the registry (SQLAlchemy import, table, live entries) is read while the workers start
-    running = _Background(list_clusters) if register else None
+    named, name = name is not None, name or f"{prof.name}-{secrets.token_hex(3)}"
+    # an explicit name is checked against the registry (SQLAlchemy import, table, live entries) while the workers
+    # start; a generated name is unique, so it is recorded in the background once the cluster is up, off the caller's path
+    running = _Background(list_clusters) if register and named else None
     keep_workers_light()
     cls = _import_cls(prof.cls)
     if cls is RemoteCluster: opts["set_as_default"] = set_as_default
@@ -534,14 +547,15 @@ def start_cluster(profile:str|Path|dict|Profile="auto", # "auto", a profile name
         why = f" (caused by {type(root).__name__}: {root})" if root is not e else ""
         raise ClusterError(f"profile {prof.name!r}: could not start {prof.cls}: {type(e).__name__}: {e}{why}") from e
     handle = ClusterHandle(cluster, name, prof, reason, set_as_default=set_as_default)
-    if register:
+    if register and named:
         try:
             for r in running.result():
                 if r.name == name: raise ClusterError(f"a cluster named {name!r} is already running ({r.scheduler_address}, pid {r.owner_pid})")
             register_cluster(name, prof.name, prof.cls, handle.scheduler_address, handle.dashboard_link, prof.gpu)
         except Exception:
             cluster.close(); raise  # not handle.close(): that would unregister the other cluster of this name
-        _LIVE[name] = handle
+    elif register: _PENDING.append(_Background(lambda: _record(handle)))
+    if register: _LIVE[name] = handle
     _install_handlers(handle)
     if set_as_default: handle.client   # connect now, so `.compute()` anywhere runs on this cluster
     log.info(f"started cluster {name!r} from profile {prof.name!r} ({reason}) in {time.perf_counter()-t0:.1f}s; dashboard: {handle.dashboard_link}")
@@ -559,6 +573,7 @@ def serve_cluster(profile:str="auto", # profile to start
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, lambda *_: stop.set())
     handle = start_cluster(profile, name=name, **options)
+    _settle()   # recorded before anyone is told it is ready
     if ready_file: Path(ready_file).write_text(handle.name)
     try:
         while not stop.wait(0.5):
