@@ -137,6 +137,7 @@ def build_features(tx:dd.DataFrame, # transactions (`data.make_transactions` / `
     if missing: raise ValueError(f"transactions lack the column(s) {sorted(missing)}")
     if customers is not None:
         customers = pd.DataFrame(customers)[[JOIN_KEY, "typical_spend"]]
+    _warm_workers()   # the graph may run on any client (e.g. a scoring notebook), not only through compute_features
     shuffled = tx.shuffle(JOIN_KEY, npartitions=npartitions or tx.npartitions)
     meta = _partition_features(tx._meta, customers.iloc[:0] if customers is not None else None)
     # one graph key for the customer table: passed as a plain frame it would be copied into every task

@@ -209,9 +209,10 @@ time.sleep(600)
 
 def test_timeout_kills_kernel_and_its_children(project):
     import psutil
-    J.promote(make_nb(project / "hang.ipynb", body=TIMEOUT_BODY), timeout=8)
+    # 20 s: the detached runner's cold start (papermill import, kernel start) must fit before the hang, even on a loaded CI box
+    J.promote(make_nb(project / "hang.ipynb", body=TIMEOUT_BODY), timeout=20)
     r = J.run_now("hang", wait=True, timeout=120)
-    assert r.status == "timed_out" and "timed out after 8s" in r.error, r.error
+    assert r.status == "timed_out" and "timed out after 20s" in r.error, r.error
     kernel, child = map(int, (Path(r.output_path).parent / "pids").read_text().split())
     time.sleep(0.5)
     for pid in (kernel, child):
