@@ -129,6 +129,7 @@ def _warm_workers(client=None):
 def build_features(tx:dd.DataFrame, # transactions (`data.make_transactions` / `data.read_transactions`)
                    customers:pd.DataFrame|None=None, # customer attributes (`data.make_customers`), joined on `customer_id`
                    npartitions:int|None=None, # output partitions (default: as many as the input)
+                   client=None, # `distributed.Client` or `ClusterHandle` whose workers will run it (default: the current client)
                   ) -> dd.DataFrame:
     "Lazily compute the feature table of `tx`: windowed aggregates per customer, customer attributes, encodings."
     import dask, pandas as pd
@@ -137,7 +138,7 @@ def build_features(tx:dd.DataFrame, # transactions (`data.make_transactions` / `
     if missing: raise ValueError(f"transactions lack the column(s) {sorted(missing)}")
     if customers is not None:
         customers = pd.DataFrame(customers)[[JOIN_KEY, "typical_spend"]]
-    _warm_workers()   # the graph may run on any client (e.g. a scoring notebook), not only through compute_features
+    _warm_workers(client)   # the graph may run on any client (e.g. a scoring notebook), not only through compute_features
     shuffled = tx.shuffle(JOIN_KEY, npartitions=npartitions or tx.npartitions)
     meta = _partition_features(tx._meta, customers.iloc[:0] if customers is not None else None)
     # one graph key for the customer table: passed as a plain frame it would be copied into every task
@@ -236,8 +237,7 @@ def compute_features(source=None, # transactions: Dask DataFrame or Parquet fold
         if customers is None: customers = _customers_for(src)
     else: tx = source
     if customers is None: raise ValueError("no customer table: pass `customers=` (e.g. data.make_customers(...))")
-    _warm_workers(client)
-    feats = validate(build_features(tx, customers, npartitions), rules)
+    feats = validate(build_features(tx, customers, npartitions, client=client), rules)
     out = data.write_parquet(feats, path or features_path(), client=client,
                              metadata={"view": VIEW, "features": list(MODEL_FEATURES), "created": datetime.now(timezone.utc).isoformat()})
     log.info(f"features of {tx.npartitions} partitions written to {out} in {time.perf_counter()-t0:.1f}s")
