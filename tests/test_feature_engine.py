@@ -1,0 +1,229 @@
+"""The Dask compute engine and offline store for Feast, on two generated domains and a real 2-worker cluster.
+
+Online values are compared with what Feast's own LocalComputeEngine (pandas backend) materializes from the same
+repository definitions and data; historical values with an independent row-by-row point-in-time oracle.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from feature_domains import (H, T0, iot_definitions, make_failures, make_orders, make_readings,  # noqa: E402
+                             newest_at, orders_definitions, repo_yaml, window_value)
+
+pytestmark = pytest.mark.timeout(900)
+END = T0 + 47 * H
+START = T0 - H
+
+
+@pytest.fixture(scope="module")
+def client():
+    "A real 2-worker, process-based Dask cluster; its client is the default for the module's tests."
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
+        with Client(lc) as c:
+            yield c
+
+
+@pytest.fixture(scope="module")
+def iot(tmp_path_factory, client):
+    "IoT readings, our repository (Dask engine) and a reference one (Feast's local engine), both materialized."
+    from feast import FeatureStore
+    from distributed import get_task_stream
+
+    base = tmp_path_factory.mktemp("iot")
+    rd = make_readings(base / "readings")
+    defs = iot_definitions(base / "readings")
+    ours = FeatureStore(repo_path=str(repo_yaml(base / "ours", "dask", "iot")))
+    ref = FeatureStore(repo_path=str(repo_yaml(base / "ref", "local", "iot")))
+    ours.apply(defs)
+    ref.apply(defs[:3])  # the local engine cannot compute time windows
+    with get_task_stream(client) as stream:
+        ours.materialize(START.to_pydatetime(), END.to_pydatetime())
+    ref.materialize(START.to_pydatetime(), END.to_pydatetime())
+    return {"base": base, "rows": rd, "ours": ours, "ref": ref, "stream": stream.data}
+
+
+PLAIN = ["device_latest:temperature", "device_latest:vibration", "device_latest:site_id", "device_fahrenheit:temp_f"]
+WINDOWS = ["device_windows:mean_temperature_3600s", "device_windows:max_vibration_21600s", "device_windows:n_1h"]
+
+
+def test_materialize_runs_as_tasks_on_both_workers(iot, client):
+    workers = {t["worker"] for t in iot["stream"]}
+    assert len(iot["stream"]) > 10 and workers == set(client.scheduler_info()["workers"]), workers
+
+
+def test_iot_online_equals_feast_local_engine(iot):
+    rows = [{"device_id": d} for d in range(1, 15)]  # 13 and 14 have no readings
+    a = iot["ours"].get_online_features(PLAIN, rows).to_df()
+    b = iot["ref"].get_online_features(PLAIN, rows).to_df()
+    pd.testing.assert_frame_equal(a, b)
+    assert a["temperature"].notna().sum() == 12 and a.loc[a.device_id == 13, "temperature"].isna().all()
+
+
+def test_iot_online_windows_equal_brute_force_at_materialization_end(iot):
+    rd = iot["rows"]
+    got = iot["ours"].get_online_features(WINDOWS, [{"device_id": d} for d in range(1, 13)]).to_df()
+    for _, r in got.iterrows():
+        d = int(r["device_id"])
+        assert r["n_1h"] == window_value(rd, d, END, 3600, "temperature", "count")
+        np.testing.assert_allclose(r["mean_temperature_3600s"], window_value(rd, d, END, 3600, "temperature", "mean"))
+        np.testing.assert_allclose(r["max_vibration_21600s"], window_value(rd, d, END, 21600, "vibration", "max"))
+
+
+def test_iot_training_frame_equals_point_in_time_oracle(iot):
+    rd = iot["rows"]
+    ev = make_failures(rd)
+    got = iot["ours"].get_historical_features(ev, PLAIN + WINDOWS).to_df()
+    assert got["device_id"].tolist() == ev["device_id"].tolist() and got["failed"].tolist() == ev["failed"].tolist()
+    f = rd.assign(temp_f=(rd["temperature"] * 9 / 5 + 32).round(4))
+    matched = 0
+    for (_, e), (_, g) in zip(ev.iterrows(), got.iterrows()):
+        t = e["event_timestamp"]
+        row = newest_at(rd, {"device_id": e["device_id"]}, t, pd.Timedelta("2h"), created="created")
+        frow = newest_at(f, {"device_id": e["device_id"]}, t, pd.Timedelta("3h"), created="created")
+        if row is None:
+            assert pd.isna(g["temperature"]) and pd.isna(g["site_id"])
+        else:
+            matched += 1
+            assert (g["temperature"], g["vibration"], g["site_id"]) == (row["temperature"], row["vibration"],
+                                                                       row["site_id"])
+        assert (pd.isna(g["temp_f"]) if frow is None else g["temp_f"] == frow["temp_f"])
+        assert g["n_1h"] == window_value(rd, e["device_id"], t, 3600, "temperature", "count")
+        np.testing.assert_allclose(g["mean_temperature_3600s"],
+                                   window_value(rd, e["device_id"], t, 3600, "temperature", "mean"))
+        np.testing.assert_allclose(g["max_vibration_21600s"],
+                                   window_value(rd, e["device_id"], t, 21600, "vibration", "max"))
+    assert 20 < matched < len(ev)  # both kinds of events are there: joined and outside every ttl
+
+
+def test_corrections_in_another_file_win_by_created_time(iot):
+    "A correction (same event time, later created time, another Parquet file) is the row both sides use."
+    rd = iot["rows"]
+    dup = rd[rd.duplicated(["device_id", "ts"], keep=False)].sort_values("created").groupby(["device_id", "ts"]).last()
+    (d, t), fix = next(iter(dup.iterrows()))
+    got = iot["ours"].get_historical_features(pd.DataFrame({"device_id": [d], "event_timestamp": [t]}),
+                                              ["device_latest:temperature"]).to_df()
+    assert got["temperature"].iloc[0] == fix["temperature"]
+
+
+def test_validation_failure_writes_nothing(iot):
+    from feast import FeatureStore
+
+    from mlscale_sdk.features.validate import FeatureValidationError
+
+    base = iot["base"]
+    fs = FeatureStore(repo_path=str(repo_yaml(base / "checked", "dask", "iotc")))
+    defs = iot_definitions(base / "readings", checks={"temperature": {"nullable": False, "le": 1000}})
+    fs.apply(defs[:2])
+    fs.materialize(START.to_pydatetime(), (T0 + 10 * H).to_pydatetime())
+    before = fs.get_online_features(PLAIN[:3], [{"device_id": d} for d in range(1, 13)]).to_df()
+    strict = iot_definitions(base / "readings", checks={"temperature": {"le": 45}, "unique": ["device_id", "ts"]})
+    fs.apply(strict[:2])
+    with pytest.raises(FeatureValidationError) as e:
+        fs.materialize((T0 + 10 * H).to_pydatetime(), END.to_pydatetime())
+    msg = str(e.value)
+    assert "device_latest" in msg and "temperature: less_than_or_equal_to(45) failed for" in msg, msg
+    assert "device_id, ts" in msg or "unique" in msg.lower(), msg
+    after = fs.get_online_features(PLAIN[:3], [{"device_id": d} for d in range(1, 13)]).to_df()
+    pd.testing.assert_frame_equal(before, after)
+    iv = fs.get_feature_view("device_latest").materialization_intervals
+    assert max(e for _, e in iv) <= (T0 + 10 * H).to_pydatetime()
+
+
+def test_apply_refuses_what_the_engine_cannot_compute(iot):
+    from datetime import timedelta
+
+    from feast import BatchFeatureView, FeatureStore, Field
+    from feast.aggregation import Aggregation
+    from feast.types import Float64
+
+    from mlscale_sdk.features.definitions import FeatureDefinitionError, keep_aggregations
+
+    base = iot["base"]
+    fs = FeatureStore(repo_path=str(repo_yaml(base / "refuse", "dask", "iotr")))
+    device, latest, _, _ = iot_definitions(base / "readings")
+    fs.apply([device, latest])
+
+    def view(agg, keep=True):
+        v = BatchFeatureView(name="bad", entities=[device], source=latest.batch_source, mode="pandas", online=True,
+                             udf=lambda d: d, aggregations=[agg], schema=[Field(name="sum_temperature", dtype=Float64)])
+        return keep_aggregations(v) if keep else v
+
+    cases = {"has no time_window": view(Aggregation(column="temperature", function="sum")),
+             "count_distinct": view(Aggregation(column="temperature", function="count_distinct",
+                                                time_window=timedelta(hours=1))),
+             "registry does not store": view(Aggregation(column="temperature", function="sum",
+                                                         time_window=timedelta(hours=1)), keep=False)}
+    for needle, bad in cases.items():
+        with pytest.raises(FeatureDefinitionError, match=needle):
+            fs.apply([bad])
+        fresh = FeatureStore(repo_path=fs.repo_path)
+        names = {v.name for v in fresh.list_batch_feature_views() + fresh.list_feature_views()}
+        assert names == {"device_latest"}, (needle, names)
+
+
+def test_orders_composite_keys_equal_local_engine_and_oracle(tmp_path, client):
+    from feast import FeatureStore
+
+    from feature_domains import add_spend
+
+    od = make_orders(tmp_path / "orders")
+    defs = orders_definitions(tmp_path / "orders")
+    ours = FeatureStore(repo_path=str(repo_yaml(tmp_path / "ours", "dask", "orders")))
+    ref = FeatureStore(repo_path=str(repo_yaml(tmp_path / "ref", "local", "orders")))
+    end = T0 + pd.Timedelta("11D")
+    for fs in (ours, ref):
+        fs.apply(defs)
+        fs.materialize((T0 - H).to_pydatetime(), end.to_pydatetime())
+    feats = ["customer_product:spend", "customer_product:prev_quantity", "customer_product:quantity"]
+    keys = [{"customer_id": c, "product_id": f"sku-{p}"} for c in range(1, 17) for p in range(7)]
+    a, b = (fs.get_online_features(feats, keys).to_df() for fs in (ours, ref))
+    pd.testing.assert_frame_equal(a, b)
+    assert a["spend"].notna().sum() > 50
+    rng = np.random.default_rng(5)
+    ev = pd.DataFrame({"customer_id": rng.integers(1, 17, 150), "product_id": [f"sku-{i}" for i in rng.integers(0, 7, 150)],
+                       "event_timestamp": T0 + pd.to_timedelta(rng.uniform(0, 12 * 86400, 150).round(), unit="s")})
+    got = ours.get_historical_features(ev, feats).to_df()
+    full = add_spend(od)
+    for (_, e), (_, g) in zip(ev.iterrows(), got.iterrows()):
+        row = newest_at(full, {"customer_id": e["customer_id"], "product_id": e["product_id"]},
+                        e["event_timestamp"], pd.Timedelta("3D"))
+        assert pd.isna(g["spend"]) if row is None else (g["spend"], g["prev_quantity"]) == (row["spend"],
+                                                                                            row["prev_quantity"])
+
+
+REPO_FILE = '''
+from datetime import timedelta
+from feast import Entity, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, Int64
+device = Entity(name="device", join_keys=["device_id"], value_type=ValueType.INT64)
+readings = FileSource(name="readings", path="{path}", timestamp_field="ts", created_timestamp_column="created")
+device_latest = FeatureView(name="device_latest", entities=[device], source=readings, ttl=timedelta(hours=2),
+                            schema=[Field(name="device_id", dtype=Int64), Field(name="temperature", dtype=Float64)])
+'''
+
+
+def test_feast_cli_apply_and_materialize_incremental_use_the_engine(iot, tmp_path):
+    "Feast's own CLI on a repository file: `feast apply`, `feast materialize-incremental`, then online values."
+    from feast import FeatureStore
+
+    repo = repo_yaml(tmp_path / "cli", "dask", "iotcli")
+    (repo / "definitions.py").write_text(REPO_FILE.format(path=iot["base"] / "readings"))
+    feast = str(Path(sys.executable).parent / "feast")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    out = subprocess.run([feast, "apply"], cwd=repo, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for cmd in (["materialize", START.isoformat(), (T0 + 10 * H).isoformat()], ["materialize-incremental", END.isoformat()]):
+        out = subprocess.run([feast, *cmd], cwd=repo, capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 0 and "materialized 12 entities of device_latest" in out.stderr + out.stdout, out.stderr
+    rows = [{"device_id": d} for d in range(1, 13)]
+    a = FeatureStore(repo_path=str(repo)).get_online_features(["device_latest:temperature"], rows).to_df()
+    b = iot["ref"].get_online_features(["device_latest:temperature"], rows).to_df()
+    pd.testing.assert_frame_equal(a, b)
