@@ -6,7 +6,7 @@ _LAZY = {
     "start_cluster": "clusters", "list_clusters": "clusters", "train_xgboost": "train", "predict": "train", "train_torch": "train", "tune": "train",
     "start_run": "tracking", "promote": "tracking", "settings": "config",
 }
-_MODULES = {"config", "clusters", "data", "train", "tracking", "cli", "demo", "monitor", "jobs", "scheduler"}
+_MODULES = {"config", "clusters", "data", "features", "train", "tracking", "cli", "demo", "monitor", "jobs", "scheduler", "widgets"}
 
 
 def _jupyter_server_extension_points():
