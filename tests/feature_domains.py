@@ -157,3 +157,20 @@ def repo_yaml(path: Path, engine: str, project: str) -> Path:
         f"project: {project}\nprovider: local\nregistry: {path}/registry.db\n"
         f"online_store:\n  type: sqlite\n  path: {path}/online.db\n{extra}entity_key_serialization_version: 3\n")
     return path
+
+
+def iot_on_demand(latest):
+    "An on-demand view: how far the device's latest temperature is above a setpoint sent with the request."
+    from feast import Field, RequestSource
+    from feast.on_demand_feature_view import on_demand_feature_view
+    from feast.types import Float64
+
+    req = RequestSource(name="setpoint", schema=[Field(name="setpoint", dtype=Float64)])
+
+    @on_demand_feature_view(sources=[latest, req], schema=[Field(name="over_setpoint", dtype=Float64)], mode="pandas")
+    def over_setpoint(inputs):
+        import pandas as pd
+
+        return pd.DataFrame({"over_setpoint": inputs["temperature"] - inputs["setpoint"]})
+
+    return over_setpoint

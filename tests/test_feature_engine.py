@@ -227,3 +227,19 @@ def test_feast_cli_apply_and_materialize_incremental_use_the_engine(iot, tmp_pat
     a = FeatureStore(repo_path=str(repo)).get_online_features(["device_latest:temperature"], rows).to_df()
     b = iot["ref"].get_online_features(["device_latest:temperature"], rows).to_df()
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_on_demand_view_runs_on_both_sides(iot):
+    "Feast applies an OnDemandFeatureView on top of our offline store and our online values alike."
+    from feature_domains import iot_definitions, iot_on_demand
+
+    fs = iot["ours"]
+    _, latest, _, _ = iot_definitions(iot["base"] / "readings")
+    fs.apply([iot_on_demand(latest)])
+    ev = pd.DataFrame({"device_id": [1, 2], "event_timestamp": [END, END], "setpoint": [30.0, 40.0]})
+    hist = fs.get_historical_features(ev, ["device_latest:temperature", "over_setpoint:over_setpoint"]).to_df()
+    np.testing.assert_allclose(hist["over_setpoint"], hist["temperature"] - ev["setpoint"])
+    onl = fs.get_online_features(["device_latest:temperature", "over_setpoint:over_setpoint"],
+                                 [{"device_id": 1, "setpoint": 30.0}, {"device_id": 2, "setpoint": 40.0}]).to_df()
+    np.testing.assert_allclose(onl["over_setpoint"], onl["temperature"] - np.array([30.0, 40.0]))
+    np.testing.assert_allclose(onl["temperature"], hist["temperature"])  # serving equals training at END
