@@ -404,7 +404,7 @@ def test_finish_run_calls_monitor_hook_and_swallows_its_errors(project, monkeypa
     def hook(job, run):
         seen.append((job.name, run.status, run.attempt, run.retrying))
         raise RuntimeError("monitor is broken")
-    monkeypatch.setattr(J, "_monitor", lambda name: hook if name == "on_run_finished" else None)
+    monkeypatch.setattr(J.hooks, "handlers", lambda event: [("monitor", hook)] if event == "on_run_finished" else [])
     r = J.queue_run("h")
     assert J.claim_run(r.id, "test")
     first = J.finish_run(r.id, 1, "failed", "boom")
