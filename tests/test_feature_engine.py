@@ -243,3 +243,28 @@ def test_on_demand_view_runs_on_both_sides(iot):
                                  [{"device_id": 1, "setpoint": 30.0}, {"device_id": 2, "setpoint": 40.0}]).to_df()
     np.testing.assert_allclose(onl["over_setpoint"], onl["temperature"] - np.array([30.0, 40.0]))
     np.testing.assert_allclose(onl["temperature"], hist["temperature"])  # serving equals training at END
+
+
+def test_engine_runs_on_the_registered_cluster_named_in_the_repo(iot, tmp_path, monkeypatch):
+    "`batch_engine: {cluster: NAME}`: `feast materialize` in another process sends its tasks to that cluster."
+    from mlscale_sdk import clusters as C
+    from mlscale_sdk.config import settings
+
+    monkeypatch.setenv("MLSCALE_HOME", str(tmp_path))
+    settings.cache_clear()
+    handle = C.start_cluster("local", name="featcluster", n_workers=1, set_as_default=False)
+    try:
+        repo = repo_yaml(tmp_path / "named", "dask", "iotnamed")
+        yml = repo / "feature_store.yaml"
+        yml.write_text(yml.read_text().replace("DaskComputeEngine\n", "DaskComputeEngine\n  cluster: featcluster\n"))
+        (repo / "definitions.py").write_text(REPO_FILE.format(path=iot["base"] / "readings"))
+        feast = str(Path(sys.executable).parent / "feast")
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        for cmd in (["apply"], ["materialize", START.isoformat(), END.isoformat()]):
+            out = subprocess.run([feast, *cmd], cwd=repo, capture_output=True, text=True, env=env, timeout=300)
+            assert out.returncode == 0, out.stderr[-2000:]
+        prefixes = handle.client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+        assert any(p.startswith(("latest", "read_parquet", "read-parquet")) for p in prefixes), prefixes
+    finally:
+        handle.close()
+        settings.cache_clear()
