@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-pyproject-sha256
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test venv system bench export clean-state nbtest pytest
+.PHONY: demo test venv system bench export clean-state nbtest pytest gpu-wheels docs lint
 
 ## venv: create/refresh .venv; reinstalls only when pyproject.toml's content changed since the last install
 ## (a content hash, not the file time: nbdev rewrites pyproject.toml without changing it)
@@ -37,3 +37,22 @@ bench: venv
 ## export: regenerate mlscale_sdk/ from nbs/ (after editing notebooks)
 export: venv
 	$(VENV)/bin/nbdev-clean && $(VENV)/bin/nbdev-export
+
+## lint: ruff over the generated library and the notebooks it comes from (also run by `make test`: tests/test_lint.py)
+lint: venv
+	$(VENV)/bin/ruff check mlscale_sdk nbs && $(VENV)/bin/ruff format --check nbs
+
+## docs: the documentation site in _docs/, from nbs/ the nbdev way (notebooks executed, show_doc, Quarto when installed)
+docs: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) tools/build_docs.py --dest _docs $(DOCS_ARGS)
+
+## gpu-wheels: the wheels bench/gpu_check.py carries to a GPU machine without a registry: exactly those pinned in
+## bench/gpu-requirements.txt, for CPython 3.12 on manylinux x86_64, into bench/gpu-wheels/ (git-ignored); fails if
+## they and the working tree pass the 64 MiB that may travel (a dry run then lists them with their sizes)
+GPU_WHEELS := bench/gpu-wheels
+gpu-wheels:
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	  --python-version 3.12 --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
+	  -d $(GPU_WHEELS) -r bench/gpu-requirements.txt
+	$(PYTHON) bench/gpu_check.py --dry-run --check-wheels --wheels $(GPU_WHEELS)

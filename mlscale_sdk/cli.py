@@ -4,10 +4,17 @@
 
 # %% ../nbs/11_cli.ipynb #226999b7
 from __future__ import annotations
-import os, sys, json
+
+import json
+import os
+import sys
 from pathlib import Path
+
 import click
+
 from . import __version__
+from .errors import MlscaleError, ValidationError
+from .formatting import cluster_line, fmt_time, parse_assignments, run_line
 
 # %% auto #0
 __all__ = ['MlscaleGroup', 'main', 'cluster', 'cluster_profiles', 'cluster_start', 'cluster_list', 'cluster_scale',
@@ -18,90 +25,125 @@ __all__ = ['MlscaleGroup', 'main', 'cluster', 'cluster_profiles', 'cluster_start
            'features_compute', 'features_apply', 'features_materialize', 'features_show']
 
 # %% ../nbs/11_cli.ipynb #fd6c0534
-def _user_errors() -> tuple:
-    from mlscale_sdk.clusters import ProfileError, ClusterError
-    return (ProfileError, ClusterError, ValueError, LookupError, FileNotFoundError, TimeoutError)
+_USER_ERRORS = (MlscaleError, ValueError, LookupError, FileNotFoundError, TimeoutError)
+
 
 class MlscaleGroup(click.Group):
     "A click group that shows errors a user can fix as one line, not a traceback."
+
     def invoke(self, ctx):
-        try: return super().invoke(ctx)
-        except click.exceptions.Exit: raise
-        except click.ClickException: raise
-        except _user_errors() as e:
-            if os.environ.get("MLSCALE_DEBUG"): raise
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except _USER_ERRORS as e:
+            if os.environ.get("MLSCALE_DEBUG"):
+                raise
             raise click.ClickException(str(e)) from None
+
 
 @click.group(cls=MlscaleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mlscale")
 def main():
     "mlscale: scale notebooks to Dask clusters, MLflow-tracked models and scheduled jobs."
 
+# %% ../nbs/11_cli.ipynb #1fd3d92b
+def _pairs(
+    pairs,  # the option's KEY=VALUE strings
+    hint: str,  # the option, for the message
+    values: str | None = "yaml",  # how values are parsed: "yaml", "json" or None (strings)
+) -> dict:
+    "KEY=VALUE options as a dict, or a `click.BadParameter` for `hint`."
+    try:
+        return parse_assignments(pairs, values=values)
+    except ValidationError as e:
+        raise click.BadParameter(str(e), param_hint=hint) from None
+
 # %% ../nbs/11_cli.ipynb #3e50f93f
 @main.group(cls=MlscaleGroup)
 def cluster():
     "Start, list, scale and stop Dask clusters (any process of the project sees them)."
 
-def _parse_options(pairs) -> dict:
-    out = {}
-    for p in pairs:
-        if "=" not in p: raise click.BadParameter(f"expected KEY=VALUE, got {p!r}", param_hint="--option")
-        k, v = p.split("=", 1)
-        try: out[k] = json.loads(v)
-        except json.JSONDecodeError: out[k] = v
-    return out
 
 @cluster.command("profiles")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def cluster_profiles(as_json):
     "List the cluster profiles this project can use, and where each comes from."
     from mlscale_sdk.clusters import list_profiles
+
     profs = list_profiles()
     if as_json:
-        click.echo(json.dumps({n: dict(cls=p.cls, description=p.description, gpu=p.gpu, path=str(p.path), options=p.options)
-                               for n, p in profs.items()}, indent=1, default=str)); return
+        out = {
+            n: dict(cls=p.cls, description=p.description, gpu=p.gpu, path=str(p.path), options=p.options)
+            for n, p in profs.items()
+        }
+        click.echo(json.dumps(out, indent=1, default=str))
+        return
     w = max(map(len, profs), default=4)
-    for n, p in profs.items(): click.echo(f"{n:<{w}}  {p.description}\n{'':<{w}}  {p.cls}  ({p.path})")
+    for n, p in profs.items():
+        click.echo(f"{n:<{w}}  {p.description}\n{'':<{w}}  {p.cls}  ({p.path})")
 
+# %% ../nbs/11_cli.ipynb #79c9305a
 @cluster.command("start")
 @click.argument("profile", default="auto")
 @click.option("--name", help="Name in the registry (default: profile plus a short id).")
 @click.option("-n", "--workers", type=int, help="Number of workers (n_workers).")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Override a profile option (JSON value), repeatable.")
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a profile option (JSON value), repeatable.",
+)
 @click.option("--foreground", is_flag=True, help="Run in this process until stopped (Ctrl-C) instead of detaching.")
 @click.option("--ready-file", hidden=True)
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the cluster to come up.")
 def cluster_start(profile, name, workers, options, foreground, ready_file, timeout):
     "Start a cluster from PROFILE (default: auto = local-gpu if GPUs are visible, else local)."
     from mlscale_sdk import clusters
-    opts = _parse_options(options)
-    if workers is not None: opts["n_workers"] = workers
+
+    opts = _pairs(options, "--option", values="json")
+    if workers is not None:
+        opts["n_workers"] = workers
     if foreground:
-        clusters.serve_cluster(profile, name=name, ready_file=ready_file, **opts); return
+        clusters.serve_cluster(profile, name=name, ready_file=ready_file, **opts)
+        return
     rec = clusters.start_detached(profile, name=name, timeout=timeout, **opts)
-    click.echo(f"started {rec.name} ({rec.profile})\n  scheduler: {rec.scheduler_address}\n  dashboard: {rec.dashboard_link}")
+    click.echo(
+        f"started {rec.name} ({rec.profile})\n  scheduler: {rec.scheduler_address}\n  dashboard: {rec.dashboard_link}"
+    )
     click.echo(f"  connect:   from distributed import Client; client = Client({rec.scheduler_address!r})")
 
+# %% ../nbs/11_cli.ipynb #592de0b3
 @cluster.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def cluster_list(as_json):
     "List running clusters started by any process of this project (dead entries are pruned)."
-    from mlscale_sdk.clusters import list_clusters, _fmt_bytes
-    recs = list_clusters(details=True)
-    if as_json: click.echo(json.dumps([r.to_dict() for r in recs], indent=1)); return
-    if not recs: click.echo("no running clusters"); return
-    for r in recs:
-        mem = _fmt_bytes(r.memory) if r.memory is not None else "?"
-        click.echo(f"{r.name}  {r.profile}  workers={r.workers} threads={r.threads} memory={mem}  "
-                   f"{r.scheduler_address}  {r.dashboard_link or ''}  pid={r.owner_pid}  started={r.started_at:%Y-%m-%d %H:%M:%S}")
+    from mlscale_sdk.clusters import list_clusters
 
+    recs = list_clusters(details=True)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in recs], indent=1))
+    elif not recs:
+        click.echo("no running clusters")
+    else:
+        for r in recs:
+            click.echo(cluster_line(r))
+
+# %% ../nbs/11_cli.ipynb #ca5975a0
 @cluster.command("scale")
 @click.argument("name")
 @click.argument("n", type=int)
 def cluster_scale(name, n):
     "Scale cluster NAME to N workers."
     from mlscale_sdk.clusters import scale_cluster
-    scale_cluster(name, n); click.echo(f"scaling {name} to {n} workers")
+
+    scale_cluster(name, n)
+    click.echo(f"scaling {name} to {n} workers")
+
 
 @cluster.command("adapt")
 @click.argument("name")
@@ -110,40 +152,60 @@ def cluster_scale(name, n):
 def cluster_adapt(name, minimum, maximum):
     "Let cluster NAME add and remove workers with the load."
     from mlscale_sdk.clusters import adapt_cluster
-    adapt_cluster(name, minimum, maximum); click.echo(f"{name}: adaptive between {minimum} and {maximum} workers")
+
+    adapt_cluster(name, minimum, maximum)
+    click.echo(f"{name}: adaptive between {minimum} and {maximum} workers")
+
 
 @cluster.command("stop")
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Stop every running cluster of this project.")
 def cluster_stop(names, all_):
     "Stop the named clusters (or --all)."
-    from mlscale_sdk.clusters import stop_cluster, list_clusters
-    if all_: names = [r.name for r in list_clusters()]
-    if not names: raise click.UsageError("name a cluster to stop, or pass --all")
-    for n in names: stop_cluster(n); click.echo(f"stopped {n}")
+    from mlscale_sdk.clusters import list_clusters, stop_cluster
+
+    if all_:
+        names = [r.name for r in list_clusters()]
+    if not names:
+        raise click.UsageError("name a cluster to stop, or pass --all")
+    for n in names:
+        stop_cluster(n)
+        click.echo(f"stopped {n}")
 
 # %% ../nbs/11_cli.ipynb #4b550356
 @main.group(cls=MlscaleGroup)
 def data():
     "Generate and inspect the demo data set."
 
+
 @data.command("generate")
 @click.option("--rows", default=1_000_000, show_default=True, help="Number of transactions.")
 @click.option("--seed", default=0, show_default=True, help="Same seed and rows give the same data.")
-@click.option("--out", type=click.Path(file_okay=False), help="Target folder (default: .mlscale/data/transactions-ROWS-seedSEED).")
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Target folder (default: .mlscale/data/transactions-ROWS-seedSEED)."
+)
 @click.option("--profile", default="auto", show_default=True, help="Cluster profile to generate on.")
 def data_generate(rows, seed, out, profile):
     "Generate reproducible card transactions with a fraud label, as partitioned Parquet."
     from mlscale_sdk import clusters, data as d
     from mlscale_sdk.config import settings
-    if rows <= 0: raise click.BadParameter("must be positive", param_hint="--rows")
-    path = out or settings().data_dir/f"transactions-{rows}-seed{seed}"
-    with clusters.start_cluster(profile) as c: p = d.write_transactions(path, n_rows=rows, client=c, seed=seed)
+
+    if rows <= 0:
+        raise click.BadParameter("must be positive", param_hint="--rows")
+    path = out or settings().data_dir / f"transactions-{rows}-seed{seed}"
+    with clusters.start_cluster(profile) as c:
+        p = d.write_transactions(path, n_rows=rows, client=c, seed=seed)
     click.echo(f"wrote {rows:,} transactions to {p}")
 
+# %% ../nbs/11_cli.ipynb #6a1894b0
 @main.command("demo")
 @click.option("--rows", default=1_000_000, show_default=True, help="Transactions to generate.")
-@click.option("--profile", default="auto", show_default=True, help="Cluster profile (auto: local-gpu if GPUs are visible, else local).")
+@click.option(
+    "--profile",
+    default="auto",
+    show_default=True,
+    help="Cluster profile (auto: local-gpu if GPUs are visible, else local).",
+)
 @click.option("-n", "--workers", type=int, help="Number of workers.")
 @click.option("--seed", default=0, show_default=True, help="Data seed; same rows and seed reuse the generated data.")
 @click.option("--regenerate", is_flag=True, help="Generate the data again even if it exists.")
@@ -153,10 +215,21 @@ def data_generate(rows, seed, out, profile):
 def demo(rows, profile, workers, seed, regenerate, model_name, min_auc, rounds):
     "Run the whole pipeline: cluster, data, features, xgboost.dask, MLflow, champion."
     from mlscale_sdk.demo import run_demo
-    if rows < 1000: raise click.BadParameter("use at least 1000 rows", param_hint="--rows")
-    res = run_demo(rows=rows, profile=profile, workers=workers, seed=seed, regenerate=regenerate, model_name=model_name,
-                   require={"auc": f">= {min_auc}"}, num_boost_round=rounds)
+
+    if rows < 1000:
+        raise click.BadParameter("use at least 1000 rows", param_hint="--rows")
+    res = run_demo(
+        rows=rows,
+        profile=profile,
+        workers=workers,
+        seed=seed,
+        regenerate=regenerate,
+        model_name=model_name,
+        require={"auc": f">= {min_auc}"},
+        num_boost_round=rounds,
+    )
     click.echo("\n== mlscale demo summary\n" + str(res))
+
 
 @main.command("mlflow-ui")
 @click.option("--port", default=5000, show_default=True)
@@ -164,44 +237,51 @@ def demo(rows, profile, workers, seed, regenerate, model_name, min_auc, rounds):
 def mlflow_ui(port, print_only):
     "Open the MLflow UI on the project's tracking store."
     import shlex
+
     from mlscale_sdk.tracking import ui_command
+
     cmd = ui_command(port)
-    if print_only: click.echo(cmd); return
+    if print_only:
+        click.echo(cmd)
+        return
     click.echo(f"running: {cmd}")
     os.execvp(shlex.split(cmd)[0], shlex.split(cmd))
 
 # %% ../nbs/11_cli.ipynb #6b9910e4
-def _kv(pairs, what:str, parse:bool=True) -> dict:
-    "KEY=VALUE pairs; values parsed as YAML scalars/lists (so 10 is an int, 0.5 a float, true a bool) unless `parse` is False."
-    import yaml
-    out = {}
-    for p in pairs:
-        if "=" not in p: raise click.BadParameter(f"expected KEY=VALUE, got {p!r}", param_hint=what)
-        k, v = p.split("=", 1)
-        if parse:
-            try: v = yaml.safe_load(v) if v.strip() else ""
-            except yaml.YAMLError: pass
-        out[k.strip()] = v
-    return out
-
-def _fmt_ts(d) -> str: return d.strftime("%Y-%m-%d %H:%M:%S") if d else "-"
-
-def _run_line(r) -> str:
-    dur = f"{r.duration:.1f}s" if r.duration is not None else "-"
-    slot = _fmt_ts(r.scheduled_for) if r.scheduled_for else "run now"
-    return f"{r.id}  {r.status:<11} attempt {r.attempt}  slot {slot:<19}  started {_fmt_ts(r.started_at)}  {dur:>7}" + (f"  {r.error}" if r.error else "")
-
 @main.group(cls=MlscaleGroup)
 def jobs():
     "Promote notebooks to scheduled jobs; list, run, pause and export them."
 
+
+def _promote_spec(J, spec_file, notebook, opts):
+    "The job spec of `--spec FILE`, with the command line's options (and NOTEBOOK) over it."
+    base = J.JobSpec.from_yaml(Path(spec_file)).model_dump()
+    if notebook:
+        base["notebook"] = str(Path(notebook).resolve())
+    if "parameters" in opts:
+        opts["parameters"] = {**base["parameters"], **opts["parameters"]}
+    return base["notebook"], J.make_spec(**{**base, **opts})
+
+
 @jobs.command("promote")
 @click.argument("notebook", required=False)
-@click.option("--spec", "spec_file", type=click.Path(dir_okay=False), help="Read the job spec from a YAML file (see templates/job.yaml); options below override it.")
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(dir_okay=False),
+    help="Read the job spec from a YAML file (see templates/job.yaml); options below override it.",
+)
 @click.option("--name", help="Job name (default: the notebook's name).")
 @click.option("--schedule", help="Cron: 5 fields, or 6 with seconds last (quote it). Omit for on-demand only.")
 @click.option("--timezone", help="IANA time zone of the schedule (default UTC).")
-@click.option("-p", "--parameter", "params", multiple=True, metavar="KEY=VALUE", help="Notebook parameter (YAML value), repeatable.")
+@click.option(
+    "-p",
+    "--parameter",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Notebook parameter (YAML value), repeatable.",
+)
 @click.option("--cluster", help="Cluster profile started for each run.")
 @click.option("--retries", type=int, help="Extra attempts after a failure.")
 @click.option("--retry-delay", type=float, help="Seconds before the first retry (doubling).")
@@ -210,77 +290,106 @@ def jobs():
 @click.option("--catchup", type=click.Choice(["latest", "all", "none"]), help="Missed slots: latest, all or none.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Label, repeatable.")
 @click.option("--paused", is_flag=True, default=None, help="Promote without scheduling yet.")
-def jobs_promote(notebook, spec_file, name, schedule, timezone, params, cluster, retries, retry_delay, timeout, max_concurrent, catchup, tags, paused):
+def jobs_promote(notebook, spec_file, params, tags, **options):
     "Validate NOTEBOOK, snapshot it and store it as a (scheduled) job."
     from mlscale_sdk import jobs as J
-    opts = dict(name=name, schedule=schedule, timezone=timezone, cluster=cluster, retries=retries, retry_delay=retry_delay,
-                timeout=timeout, max_concurrent=max_concurrent, catchup=catchup, paused=paused)
-    opts = {k: v for k, v in opts.items() if v is not None}
-    if params: opts["parameters"] = _kv(params, "--parameter")
-    if tags: opts["tags"] = _kv(tags, "--tag", parse=False)
-    if spec_file:
-        base = J.JobSpec.from_yaml(Path(spec_file)).model_dump()
-        if notebook: base["notebook"] = str(Path(notebook).resolve())
-        if "parameters" in opts: opts["parameters"] = {**base["parameters"], **opts["parameters"]}
-        job = J.promote(base["notebook"], spec=J.make_spec(**{**base, **opts}))
-    elif not notebook: raise click.UsageError("give a NOTEBOOK or --spec job.yaml")
-    else: job = J.promote(notebook, **opts)
-    click.echo(f"job {job.name}: {job.spec.notebook} version {job.version} ({len(job.versions)} version(s))")
-    click.echo(f"  schedule: {job.spec.schedule + ' (' + job.spec.timezone + ')' if job.spec.schedule else 'on demand'}"
-               + (f", next run {job.next_run_at.isoformat()}" if job.next_run_at else "") + (" [paused]" if job.paused else ""))
 
+    opts = {k: v for k, v in options.items() if v is not None}
+    if params:
+        opts["parameters"] = _pairs(params, "--parameter")
+    if tags:
+        opts["tags"] = _pairs(tags, "--tag", values=None)
+    if spec_file:
+        nb, spec = _promote_spec(J, spec_file, notebook, opts)
+        job = J.promote(nb, spec=spec)
+    elif not notebook:
+        raise click.UsageError("give a NOTEBOOK or --spec job.yaml")
+    else:
+        job = J.promote(notebook, **opts)
+    s = job.spec
+    click.echo(f"job {job.name}: {s.notebook} version {job.version} ({len(job.versions)} version(s))")
+    when = f"{s.schedule} ({s.timezone})" if s.schedule else "on demand"
+    nxt = f", next run {job.next_run_at.isoformat()}" if job.next_run_at else ""
+    click.echo(f"  schedule: {when}{nxt}" + (" [paused]" if job.paused else ""))
+
+# %% ../nbs/11_cli.ipynb #3feed0d3
 @jobs.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def jobs_list(as_json):
     "List the jobs of this project."
     from mlscale_sdk import jobs as J
+
     js = J.list_jobs()
-    if as_json: click.echo(json.dumps([j.to_dict() for j in js], indent=1)); return
-    if not js: click.echo("no jobs (promote one: mlscale jobs promote NOTEBOOK --schedule '0 2 * * *')"); return
+    if as_json:
+        click.echo(json.dumps([j.to_dict() for j in js], indent=1))
+        return
+    if not js:
+        click.echo("no jobs (promote one: mlscale jobs promote NOTEBOOK --schedule '0 2 * * *')")
     for j in js:
-        last = f"last {j.last_run.status} {_fmt_ts(j.last_run.started_at)}" if j.last_run else "never run"
+        last = f"last {j.last_run.status} {fmt_time(j.last_run.started_at)}" if j.last_run else "never run"
         sched = f"{j.spec.schedule} ({j.spec.timezone})" if j.spec.schedule else "on demand"
-        click.echo(f"{j.name}  {sched}{'  [paused]' if j.paused else ''}  next {_fmt_ts(j.next_run_at)}  {last}  {j.spec.notebook}@{j.version}")
+        paused = "  [paused]" if j.paused else ""
+        click.echo(f"{j.name}  {sched}{paused}  next {fmt_time(j.next_run_at)}  {last}  {j.spec.notebook}@{j.version}")
+
 
 @jobs.command("show")
 @click.argument("name")
 def jobs_show(name):
     "Show job NAME: spec (YAML), versions and the latest run."
     from mlscale_sdk import jobs as J
+
     j = J.get_job(name)
     click.echo(j.spec.to_yaml().rstrip())
-    click.echo(f"version: {j.version}\nversions: {', '.join(v['version'] for v in j.versions)}\nnext_run_at: {j.next_run_at}")
-    if j.last_run: click.echo("last run: " + _run_line(j.last_run))
+    click.echo(
+        f"version: {j.version}\nversions: {', '.join(v['version'] for v in j.versions)}\nnext_run_at: {j.next_run_at}"
+    )
+    if j.last_run:
+        click.echo("last run: " + run_line(j.last_run))
 
+# %% ../nbs/11_cli.ipynb #9e2d8546
 @jobs.command("run")
 @click.argument("name")
-@click.option("-p", "--parameter", "params", multiple=True, metavar="KEY=VALUE", help="Override a parameter for this run.")
+@click.option(
+    "-p", "--parameter", "params", multiple=True, metavar="KEY=VALUE", help="Override a parameter for this run."
+)
 @click.option("--wait", is_flag=True, help="Wait for the run (and its retries) to end; exit 1 unless it succeeded.")
 @click.option("--timeout", type=float, help="With --wait: stop waiting after this many seconds.")
 def jobs_run(name, params, wait, timeout):
     "Run job NAME now (the scheduler picks it up, or a detached runner when none is running)."
     from mlscale_sdk import jobs as J
-    p = _kv(params, "--parameter") or None
+
+    p = _pairs(params, "--parameter") or None
     if not wait:
-        r = J.run_now(name, parameters=p); click.echo(f"run {r.id} of {name}: {r.executor}"); return
-    r = J.run_now(name, parameters=p, wait=True, timeout=timeout, inline=True)   # no scheduler: this process runs it
+        r = J.run_now(name, parameters=p)
+        click.echo(f"run {r.id} of {name}: {r.executor}")
+        return
+    r = J.run_now(name, parameters=p, wait=True, timeout=timeout, inline=True)  # no scheduler: this process runs it
     click.echo(f"run {r.id} of {name} (executed by {r.executor})")
-    click.echo(_run_line(r)); click.echo(f"output: {r.output_path}")
-    if r.status != "succeeded": raise SystemExit(1)
+    click.echo(run_line(r))
+    click.echo(f"output: {r.output_path}")
+    if r.status != "succeeded":
+        raise SystemExit(1)
+
 
 @jobs.command("pause")
 @click.argument("name")
 def jobs_pause(name):
     "Stop scheduling job NAME."
     from mlscale_sdk import jobs as J
-    J.pause(name); click.echo(f"paused {name}")
+
+    J.pause(name)
+    click.echo(f"paused {name}")
+
 
 @jobs.command("resume")
 @click.argument("name")
 def jobs_resume(name):
     "Schedule job NAME again, from now on."
     from mlscale_sdk import jobs as J
-    j = J.resume(name); click.echo(f"resumed {name}; next run {j.next_run_at}")
+
+    j = J.resume(name)
+    click.echo(f"resumed {name}; next run {j.next_run_at}")
+
 
 @jobs.command("delete")
 @click.argument("name")
@@ -288,10 +397,14 @@ def jobs_resume(name):
 def jobs_delete(name, yes):
     "Delete job NAME with its versions and run records (output folders stay)."
     from mlscale_sdk import jobs as J
-    J.get_job(name)
-    if not yes: click.confirm(f"delete job {name}?", abort=True)
-    J.delete(name); click.echo(f"deleted {name}")
 
+    J.get_job(name)
+    if not yes:
+        click.confirm(f"delete job {name}?", abort=True)
+    J.delete(name)
+    click.echo(f"deleted {name}")
+
+# %% ../nbs/11_cli.ipynb #8367455d
 @jobs.command("history")
 @click.argument("name")
 @click.option("-n", "--limit", default=20, show_default=True)
@@ -299,57 +412,86 @@ def jobs_delete(name, yes):
 def jobs_history(name, limit, as_json):
     "Runs of job NAME, newest first."
     from mlscale_sdk import jobs as J
+
     rs = J.history(name, limit)
-    if as_json: click.echo(json.dumps([r.to_dict() for r in rs], indent=1)); return
-    if not rs: click.echo(f"{name} has no runs yet")
-    for r in rs: click.echo(_run_line(r))
-    if skipped := J.skipped_slots(name): click.echo(f"{len(skipped)} slot(s) skipped by the catch-up policy, latest {skipped[-1].isoformat()}")
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rs], indent=1))
+        return
+    if not rs:
+        click.echo(f"{name} has no runs yet")
+    for r in rs:
+        click.echo(run_line(r))
+    if skipped := J.skipped_slots(name):
+        click.echo(f"{len(skipped)} slot(s) skipped by the catch-up policy, latest {skipped[-1].isoformat()}")
+
 
 @jobs.command("output")
 @click.argument("run_id")
 def jobs_output(run_id):
     "Print the path of run RUN_ID's output notebook (kept for failed runs too)."
     from mlscale_sdk import jobs as J
+
     click.echo(str(J.output_path(run_id)))
+
 
 @jobs.command("cancel")
 @click.argument("run_id")
 def jobs_cancel(run_id):
     "Cancel run RUN_ID: a queued run never starts, a running one is killed (kernel and children); no retry."
     from mlscale_sdk import jobs as J
-    r = J.cancel(run_id); click.echo(f"run {r.id}: {r.status}")
+
+    r = J.cancel(run_id)
+    click.echo(f"run {r.id}: {r.status}")
+
 
 @jobs.command("export")
 @click.argument("name")
-@click.option("--to", "target", type=click.Choice(["k8s", "airflow"]), required=True, help="Kubernetes CronJob manifest or Airflow DAG file.")
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["k8s", "airflow"]),
+    required=True,
+    help="Kubernetes CronJob manifest or Airflow DAG file.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
 @click.option("--image", help="k8s: container image holding the project and mlscale-sdk.")
 def jobs_export(name, target, output, image):
     "Export job NAME for Kubernetes or Airflow (validated before it is printed)."
     from mlscale_sdk import jobs as J
-    text = J.export(name, to=target, **({"image": image} if image and target == "k8s" else {}))
-    if output: Path(output).write_text(text); click.echo(f"wrote {output}")
-    else: click.echo(text, nl=False)
 
+    text = J.export(name, to=target, **({"image": image} if image and target == "k8s" else {}))
+    if not output:
+        click.echo(text, nl=False)
+        return
+    Path(output).write_text(text)
+    click.echo(f"wrote {output}")
+
+# %% ../nbs/11_cli.ipynb #2ddaa0f9
 @main.group(cls=MlscaleGroup)
 def scheduler():
     "Run the job scheduler, or show whether it is running."
 
+
 @scheduler.command("run")
 @click.option("--poll", default=0.1, show_default=True, help="Seconds between scheduling rounds.")
 @click.option("--max-parallel", type=int, help="Runs at once over all jobs (default: CPU count, at least 2).")
-@click.option("--drain", default=0.0, show_default=True, help="On stop, seconds to let runs finish before interrupting them.")
+@click.option(
+    "--drain", default=0.0, show_default=True, help="On stop, seconds to let runs finish before interrupting them."
+)
 @click.option("--backend", type=click.Choice(["papermill", "noop"]), help="Execution backend (noop: benchmarks).")
 def scheduler_run(poll, max_parallel, drain, backend):
     "Run the scheduler in the foreground until Ctrl-C / SIGTERM."
     from mlscale_sdk.scheduler import run_scheduler
+
     run_scheduler(poll=poll, backend=backend, max_parallel=max_parallel, drain=drain)
+
 
 @scheduler.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def scheduler_status(as_json):
     "Is a scheduler running (leader, heartbeat), run counts, next slots."
-    from mlscale_sdk.scheduler import status, format_status
+    from mlscale_sdk.scheduler import format_status, status
+
     s = status()
     click.echo(json.dumps(s, indent=1, default=str) if as_json else format_status(s))
 
@@ -358,6 +500,13 @@ def scheduler_status(as_json):
 def monitor():
     "Alerts, job metrics, the Prometheus /metrics endpoint and data drift checks."
 
+
+def _alert_text(a: dict) -> str:
+    "An alert and the outcome of its actions, on two lines."
+    acts = ", ".join(f"{x['action']} {'ok' if x['ok'] else 'FAILED: ' + x.get('error', '')}" for x in a["actions"])
+    return f"{a['fired_at']}  {a['kind']:<15} {a['job']}: {a['message']}\n{'':<37}{acts or 'no actions'}"
+
+
 @monitor.command("alerts")
 @click.option("--job", help="Only this job's alerts.")
 @click.option("-n", "--limit", default=20, show_default=True, help="How many, newest first.")
@@ -365,41 +514,57 @@ def monitor():
 def monitor_alerts(job, limit, as_json):
     "The most recent alerts (threshold, drift, failure, missed schedule) and the outcome of their actions."
     from mlscale_sdk.monitor import recent_alerts
+
     rows = recent_alerts(limit, job=job)
-    if as_json: click.echo(json.dumps(rows, indent=1)); return
-    if not rows: click.echo("no alerts"); return
-    for a in rows:
-        acts = ", ".join(f"{x['action']} {'ok' if x['ok'] else 'FAILED: ' + x.get('error', '')}" for x in a["actions"]) or "no actions"
-        click.echo(f"{a['fired_at']}  {a['kind']:<15} {a['job']}: {a['message']}\n{'':<37}{acts}")
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    elif not rows:
+        click.echo("no alerts")
+    else:
+        for a in rows:
+            click.echo(_alert_text(a))
+
 
 @monitor.command("metrics")
 @click.argument("job")
 @click.argument("metric")
-@click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Only values with this label, repeatable.")
+@click.option(
+    "-l", "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Only values with this label, repeatable."
+)
 @click.option("-n", "--limit", default=50, show_default=True, help="The newest this many values.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def monitor_metrics(job, metric, labels, limit, as_json):
     "The values of METRIC logged by runs of JOB (oldest first)."
     from mlscale_sdk.monitor import metric_series
-    pts = metric_series(job, metric, labels=_kv(labels, "--label", parse=False), limit=limit)
-    if as_json: click.echo(json.dumps(pts, indent=1)); return
-    if not pts: click.echo(f"no values of {metric!r} for job {job!r}"); return
+
+    pts = metric_series(job, metric, labels=_pairs(labels, "--label", values=None), limit=limit)
+    if as_json:
+        click.echo(json.dumps(pts, indent=1))
+        return
+    if not pts:
+        click.echo(f"no values of {metric!r} for job {job!r}")
     for p in pts:
         lab = ",".join(f"{k}={v}" for k, v in p["labels"].items())
         click.echo(f"{p['ts']}  {p['run_id']}  {p['value']:.6g}" + (f"  {lab}" if lab else ""))
 
+# %% ../nbs/11_cli.ipynb #d22287e3
 @monitor.command("serve")
 @click.option("--port", type=int, help="TCP port (default: MLSCALE_METRICS_PORT or 9464).")
 @click.option("--addr", default="0.0.0.0", show_default=True, help="Interface to bind.")
 def monitor_serve(port, addr):
     "Serve Prometheus /metrics from the project's store until Ctrl-C (the scheduler can serve it too)."
     import time
+
     from mlscale_sdk.monitor import serve_metrics
+
     srv = serve_metrics(port, addr=addr)
     click.echo(f"serving {srv.url} (Ctrl-C to stop)")
     try:
-        while True: time.sleep(3600)
-    except KeyboardInterrupt: srv.close()
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        srv.close()
+
 
 @monitor.command("push")
 @click.argument("gateway")
@@ -407,27 +572,38 @@ def monitor_serve(port, addr):
 def monitor_push(gateway, job):
     "Push the store's series to the Prometheus Pushgateway at GATEWAY (e.g. http://pushgateway:9091)."
     from mlscale_sdk.monitor import push
+
     click.echo(f"pushed to {gateway.rstrip('/')}{push(gateway, job=job)}")
+
 
 @monitor.command("drift")
 @click.argument("reference", type=click.Path(exists=True))
 @click.argument("current", type=click.Path(exists=True))
 @click.option("-c", "--column", "columns", multiple=True, help="Column to compare, repeatable (default: all shared).")
 @click.option("--bins", default=10, show_default=True, help="Reference-quantile bins for PSI.")
-@click.option("--psi-threshold", default=0.2, show_default=True, help="PSI at or above which a column counts as drifted.")
-@click.option("--log", "log_it", is_flag=True, help="Also log the statistics (monitor.log_metric; inside a job: with the run).")
+@click.option(
+    "--psi-threshold", default=0.2, show_default=True, help="PSI at or above which a column counts as drifted."
+)
+@click.option(
+    "--log", "log_it", is_flag=True, help="Also log the statistics (monitor.log_metric; inside a job: with the run)."
+)
 @click.option("--fail-on-drift", is_flag=True, help="Exit with status 2 when a column drifted.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def monitor_drift(reference, current, columns, bins, psi_threshold, log_it, fail_on_drift, as_json):
     "Compare the Parquet data sets REFERENCE and CURRENT column by column (PSI, KS, chi-square; on Dask)."
     from mlscale_sdk.monitor import drift
+
     r = drift(reference, current, columns=list(columns) or None, bins=bins, psi_threshold=psi_threshold)
-    if log_it: r.log()
-    if as_json: click.echo(r.table.to_json(orient="records", indent=1))
+    if log_it:
+        r.log()
+    if as_json:
+        click.echo(r.table.to_json(orient="records", indent=1))
     else:
-        click.echo(r.table.drop(columns=["null_reference", "null_current"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        table = r.table.drop(columns=["null_reference", "null_current"])
+        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         click.echo(f"drifted: {', '.join(r.drifted) or 'none'} (PSI >= {psi_threshold:g})")
-    if fail_on_drift and r.drifted: sys.exit(2)
+    if fail_on_drift and r.drifted:
+        sys.exit(2)
 
 # %% ../nbs/11_cli.ipynb #ccaf1cfc
 @main.group(cls=MlscaleGroup)

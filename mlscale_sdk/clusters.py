@@ -4,132 +4,195 @@
 
 # %% ../nbs/01_clusters.ipynb #279ea4b5
 from __future__ import annotations
-import os, re, sys, time, json, socket, atexit, asyncio, threading, importlib, importlib.util, getpass, secrets, subprocess
+
+import asyncio
+import atexit
+import getpass
+import importlib
+import importlib.util
+import json
 import multiprocessing.spawn
-from dataclasses import dataclass, field, asdict
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from html import escape
-from .config import settings, state_engine, get_logger, lazy_import, project_root
+from pathlib import Path
+
+from .config import get_logger, lazy_import, settings, state_engine
+from .errors import ConflictError, MlscaleError, NotFoundError, ValidationError
+from .formatting import clusters_html, fmt_bytes, kv_table_html
 
 log = get_logger("clusters")
 
 # %% auto #0
-__all__ = ['log', 'ProfileError', 'ClusterError', 'profile_dirs', 'Profile', 'parse_profile', 'list_profiles', 'get_profile',
-           'GPUInfo', 'gpu_info', 'choose_profile', 'keep_workers_light', 'scheduler_alive', 'scheduler_workers',
-           'RemoteCluster', 'ClusterRecord', 'register_cluster', 'unregister_cluster', 'list_clusters', 'get_cluster',
-           'scale_cluster', 'adapt_cluster', 'stop_cluster', 'ClusterHandle', 'start_cluster', 'serve_cluster',
-           'start_detached']
+__all__ = ['log', 'ClusterError', 'ClusterNotFoundError', 'ClusterValidationError', 'ClusterConflictError', 'ProfileError',
+           'profile_dirs', 'Profile', 'parse_profile', 'list_profiles', 'get_profile', 'GPUInfo', 'gpu_info',
+           'choose_profile', 'keep_workers_light', 'scheduler_alive', 'scheduler_workers', 'RemoteCluster',
+           'ClusterRecord', 'register_cluster', 'unregister_cluster', 'list_clusters', 'get_cluster', 'scale_cluster',
+           'adapt_cluster', 'stop_cluster', 'ClusterHandle', 'start_cluster', 'serve_cluster', 'start_detached']
 
 # %% ../nbs/01_clusters.ipynb #5a09052b
-class ProfileError(ValueError):
-    "A cluster profile is missing or malformed."
-
-class ClusterError(RuntimeError):
+class ClusterError(MlscaleError, RuntimeError):
     "A cluster could not be started, reached or controlled."
+
+
+class ClusterNotFoundError(ClusterError, NotFoundError):
+    "No running cluster has that name."
+
+
+class ClusterValidationError(ClusterError, ValidationError):
+    "Bad input for a cluster: an address, a number of workers, adaptive bounds."
+
+
+class ClusterConflictError(ClusterError, ConflictError):
+    "A cluster of that name is already running."
+
+
+class ProfileError(ClusterValidationError):
+    "A cluster profile is missing or malformed."
 
 # %% ../nbs/01_clusters.ipynb #8be86eb7
 def _builtin_profile_dirs() -> list[Path]:
     here = Path(importlib.util.find_spec("mlscale_sdk").origin).resolve().parent
-    return [d for d in (here/"profiles", here.parent/"clusters") if d.is_dir()]
+    return [d for d in (here / "profiles", here.parent / "clusters") if d.is_dir()]
+
 
 def profile_dirs() -> list[Path]:
     "Folders searched for cluster profiles, highest precedence first."
-    cfg = Path(os.environ.get("XDG_CONFIG_HOME", Path.home()/".config"))/"mlscale"/"clusters"
-    dirs = [*settings().cluster_path, cfg, settings().root/"clusters", *_builtin_profile_dirs()]
+    cfg = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "mlscale" / "clusters"
+    dirs = [*settings().cluster_path, cfg, settings().root / "clusters", *_builtin_profile_dirs()]
     out = []
     for d in dirs:
         d = Path(d).resolve()
-        if d not in out: out.append(d)
+        if d not in out:
+            out.append(d)
     return out
 
 # %% ../nbs/01_clusters.ipynb #35cc5207
 @dataclass
 class Profile:
     "A cluster profile: the dotted class of a Dask cluster and the options to build it with."
-    name: str                  # profile name (the file's stem)
-    cls: str                   # dotted path of the cluster class
-    options: dict = field(default_factory=dict) # keyword arguments for `cls`
-    description: str = ""      # one line shown in listings
-    gpu: bool = False          # whether workers use GPUs
-    path: Path|None = None     # file it came from
+
+    name: str  # profile name (the file's stem)
+    cls: str  # dotted path of the cluster class
+    options: dict = field(default_factory=dict)  # keyword arguments for `cls`
+    description: str = ""  # one line shown in listings
+    gpu: bool = False  # whether workers use GPUs
+    path: Path | None = None  # file it came from
 
     def _repr_html_(self):
-        return (f"<b>{escape(self.name)}</b> <code>{escape(self.cls)}</code> — {escape(self.description)}"
-                f"<pre>{escape(json.dumps(self.options, indent=1, default=str))}</pre>")
+        return (
+            f"<b>{escape(self.name)}</b> <code>{escape(self.cls)}</code> — {escape(self.description)}"
+            f"<pre>{escape(json.dumps(self.options, indent=1, default=str))}</pre>"
+        )
 
 # %% ../nbs/01_clusters.ipynb #297f3b74
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-def _expand(v, where:str):
+
+def _expand(v, where: str):
     "Expand `${VAR}` / `${VAR:-default}` in strings nested in `v`."
-    if isinstance(v, dict): return {k: _expand(x, where) for k, x in v.items()}
-    if isinstance(v, list): return [_expand(x, where) for x in v]
-    if not isinstance(v, str): return v
+    if isinstance(v, dict):
+        return {k: _expand(x, where) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_expand(x, where) for x in v]
+    if not isinstance(v, str):
+        return v
+
     def sub(m):
         val = os.environ.get(m.group(1), m.group(2))
-        if val is None: raise ProfileError(f"{where}: environment variable {m.group(1)} is not set and has no default")
+        if val is None:
+            raise ProfileError(f"{where}: environment variable {m.group(1)} is not set and has no default")
         return val
+
     return _ENV_RE.sub(sub, v)
 
 # %% ../nbs/01_clusters.ipynb #328fba9a
 _KEYS = {"description", "cls", "options", "gpu"}
 
-def parse_profile(doc, # the loaded YAML document
-                  name:str, # profile name
-                  path:Path|None=None, # source file, for messages
-                 ) -> Profile:
+
+def parse_profile(
+    doc,  # the loaded YAML document
+    name: str,  # profile name
+    path: Path | None = None,  # source file, for messages
+) -> Profile:
     "Validate a `{description, cls, options}` document and return a `Profile`."
     where = str(path or name)
-    if not isinstance(doc, dict): raise ProfileError(f"{where}: a profile must be a mapping with 'cls' and 'options', got {type(doc).__name__}")
-    if unknown := set(doc) - _KEYS: raise ProfileError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+    if not isinstance(doc, dict):
+        raise ProfileError(f"{where}: a profile must be a mapping with 'cls' and 'options', got {type(doc).__name__}")
+    if unknown := set(doc) - _KEYS:
+        raise ProfileError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS)}")
     cls = doc.get("cls")
     if not isinstance(cls, str) or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+", cls):
         raise ProfileError(f"{where}: 'cls' must be a dotted class path such as distributed.LocalCluster, got {cls!r}")
     opts = doc.get("options") or {}
-    if not isinstance(opts, dict): raise ProfileError(f"{where}: 'options' must be a mapping of keyword arguments, got {type(opts).__name__}")
+    if not isinstance(opts, dict):
+        raise ProfileError(f"{where}: 'options' must be a mapping of keyword arguments, got {type(opts).__name__}")
     gpu = doc.get("gpu", cls.startswith("dask_cuda."))
-    if not isinstance(gpu, bool): raise ProfileError(f"{where}: 'gpu' must be true or false")
+    if not isinstance(gpu, bool):
+        raise ProfileError(f"{where}: 'gpu' must be true or false")
     return Profile(name=name, cls=cls, options=opts, description=str(doc.get("description", "")), gpu=gpu, path=path)
 
 # %% ../nbs/01_clusters.ipynb #84c576d6
-def _read_profile(path:Path) -> Profile:
+def _read_profile(path: Path) -> Profile:
     import yaml
-    try: doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e: raise ProfileError(f"{path}: not valid YAML ({e})") from None
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ProfileError(f"{path}: not valid YAML ({e})") from None
     return parse_profile(doc, path.stem, path)
+
 
 def list_profiles() -> dict[str, Profile]:
     "All profiles visible from this project, by name (earlier folders win)."
     found = {}
     for d in profile_dirs():
         for p in sorted(d.glob("*.y*ml")):
-            if p.suffix in (".yaml", ".yml") and p.stem not in found: found[p.stem] = p
+            if p.suffix in (".yaml", ".yml") and p.stem not in found:
+                found[p.stem] = p
     return {n: _read_profile(p) for n, p in found.items()}
 
-def get_profile(profile:str|Path|dict|Profile, # a name, a YAML file, an inline `{cls, options}` dict or a Profile
-               ) -> Profile:
+
+def get_profile(
+    profile: str | Path | dict | Profile,  # a name, a YAML file, an inline `{cls, options}` dict or a Profile
+) -> Profile:
     "Resolve `profile` to a validated `Profile`."
-    if isinstance(profile, Profile): return profile
-    if isinstance(profile, dict): return parse_profile({k: v for k, v in profile.items() if k != "name"}, profile.get("name", "inline"))
+    if isinstance(profile, Profile):
+        return profile
+    if isinstance(profile, dict):
+        return parse_profile({k: v for k, v in profile.items() if k != "name"}, profile.get("name", "inline"))
     p = Path(str(profile)).expanduser()
     if p.suffix in (".yaml", ".yml"):
-        if not p.is_file(): raise ProfileError(f"profile file {p} does not exist")
+        if not p.is_file():
+            raise ProfileError(f"profile file {p} does not exist")
         return _read_profile(p)
     for d in profile_dirs():
         for ext in (".yaml", ".yml"):
-            if (d/f"{profile}{ext}").is_file(): return _read_profile(d/f"{profile}{ext}")
+            if (d / f"{profile}{ext}").is_file():
+                return _read_profile(d / f"{profile}{ext}")
     names = sorted({q.stem for d in profile_dirs() for q in d.glob("*.y*ml")})
-    raise ProfileError(f"no cluster profile named {profile!r}; available: {', '.join(names) or 'none'} "
-                       f"(searched {', '.join(map(str, profile_dirs()))})")
+    raise ProfileError(
+        f"no cluster profile named {profile!r}; available: {', '.join(names) or 'none'} "
+        f"(searched {', '.join(map(str, profile_dirs()))})"
+    )
 
 # %% ../nbs/01_clusters.ipynb #7a68f172
 @dataclass
 class GPUInfo:
     "The GPUs visible to this process, and a sentence saying how we know."
+
     count: int
     names: list
     reason: str
+
 
 def gpu_info() -> GPUInfo:
     "Count the NVIDIA GPUs visible here (NVML, then `nvidia-smi`); never raises."
@@ -139,122 +202,179 @@ def gpu_info() -> GPUInfo:
     names, how = [], ""
     try:
         import pynvml
+
         pynvml.nvmlInit()
         try:
-            names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(pynvml.nvmlDeviceGetCount())]
+            names = [
+                pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
+                for i in range(pynvml.nvmlDeviceGetCount())
+            ]
             names = [n.decode() if isinstance(n, bytes) else n for n in names]
-        finally: pynvml.nvmlShutdown()
+        finally:
+            pynvml.nvmlShutdown()
         how = "NVML"
-    except ImportError: how = "no pynvml"
-    except Exception as e: return GPUInfo(0, [], f"no NVIDIA driver/GPU found (NVML: {type(e).__name__})")
+    except ImportError:
+        how = "no pynvml"
+    except Exception as e:
+        return GPUInfo(0, [], f"no NVIDIA driver/GPU found (NVML: {type(e).__name__})")
     if how == "no pynvml":
-        try: out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired): return GPUInfo(0, [], "no NVIDIA driver found (no pynvml, no nvidia-smi)")
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return GPUInfo(0, [], "no NVIDIA driver found (no pynvml, no nvidia-smi)")
         names = [l.split(":", 1)[1].split("(")[0].strip() for l in out.stdout.splitlines() if l.startswith("GPU ")]
         how = "nvidia-smi"
     if cvd is not None:
         keep = [c.strip() for c in cvd.split(",") if c.strip()]
-        names = [n for i, n in enumerate(names) if str(i) in keep or not all(k.isdigit() for k in keep)][:len(keep)]
-    if not names: return GPUInfo(0, [], f"{how} reports no GPUs")
+        names = [n for i, n in enumerate(names) if str(i) in keep or not all(k.isdigit() for k in keep)][: len(keep)]
+    if not names:
+        return GPUInfo(0, [], f"{how} reports no GPUs")
     return GPUInfo(len(names), names, f"{how} sees {len(names)} GPU(s): {', '.join(names)}")
 
 # %% ../nbs/01_clusters.ipynb #a69f0653
-def choose_profile(profile:str="auto", # "auto" or a profile name
-                  ) -> tuple[str, str]:
+def choose_profile(
+    profile: str = "auto",  # "auto" or a profile name
+) -> tuple[str, str]:
     "Resolve `auto` to `local-gpu` or `local`; return `(profile, reason)`."
-    if profile != "auto": return profile, f"profile {profile!r} was asked for"
-    if addr := os.environ.get("MLSCALE_CLUSTER_ADDRESS"):   # set by the job runner for a job with its own cluster
+    if profile != "auto":
+        return profile, f"profile {profile!r} was asked for"
+    if addr := os.environ.get("MLSCALE_CLUSTER_ADDRESS"):  # set by the job runner for a job with its own cluster
         return "remote", f"running as a scheduled job: attaching to the job's cluster at {addr}"
     g = gpu_info()
-    if g.count == 0: return "local", f"no GPU found ({g.reason}); using CPU workers"
+    if g.count == 0:
+        return "local", f"no GPU found ({g.reason}); using CPU workers"
     if importlib.util.find_spec("dask_cuda") is None:
-        return "local", f"{g.reason}, but dask_cuda is not installed (pip install 'mlscale-sdk[gpu]'); using CPU workers"
+        return (
+            "local",
+            f"{g.reason}, but dask_cuda is not installed (pip install 'mlscale-sdk[gpu]'); using CPU workers",
+        )
     return "local-gpu", f"{g.reason} and dask_cuda is installed; one worker per GPU"
 
 # %% ../nbs/01_clusters.ipynb #fa6cdc59
 _orig_prep = multiprocessing.spawn.get_preparation_data
 
+
 def _prep_without_main(name):
     d = _orig_prep(name)
     if str(name).startswith("Dask ") and os.environ.get("MLSCALE_WORKERS_IMPORT_MAIN") != "1":
-        d.pop("init_main_from_path", None); d.pop("init_main_from_name", None)
+        d.pop("init_main_from_path", None)
+        d.pop("init_main_from_name", None)
     return d
+
 
 def keep_workers_light():
     "Stop spawned Dask worker processes from re-importing the parent's `__main__` (idempotent)."
     multiprocessing.spawn.get_preparation_data = _prep_without_main
 
 # %% ../nbs/01_clusters.ipynb #f1bf0fff
-def _host_port(address:str) -> tuple[str, int]:
+def _host_port(address: str) -> tuple[str, int]:
     m = re.fullmatch(r"(?:(tcp|tls|ws|wss)://)?\[?([^\]\s/]+?)\]?:(\d+)/?", address.strip())
-    if not m: raise ClusterError(f"not a scheduler address: {address!r} (expected tcp://host:port)")
+    if not m:
+        raise ClusterValidationError(f"not a scheduler address: {address!r} (expected tcp://host:port)")
     return m.group(2), int(m.group(3))
 
-def scheduler_alive(address:str, # scheduler address, tcp://host:port
-                    timeout:float=1.0, # seconds
-                   ) -> bool:
+
+def scheduler_alive(
+    address: str,  # scheduler address, tcp://host:port
+    timeout: float = 1.0,  # seconds
+) -> bool:
     "Whether something accepts TCP connections at the scheduler's address."
-    try: host, port = _host_port(address)
-    except ClusterError: return False
     try:
-        with socket.create_connection((host, port), timeout=timeout): return True
-    except OSError: return False
+        host, port = _host_port(address)
+    except ClusterError:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 # %% ../nbs/01_clusters.ipynb #fcde2ef3
-def scheduler_workers(client, # a `distributed.Client`
-                     ) -> dict:
+def scheduler_workers(
+    client,  # a `distributed.Client`
+) -> dict:
     "The scheduler's workers as `address → info`, asked now (not the client's cache)."
     return dict(client.sync(client.scheduler.identity, n_workers=-1).get("workers", {}))
 
 # %% ../nbs/01_clusters.ipynb #8def6e22
 class RemoteCluster:
     "An existing Dask scheduler, presented like a cluster object."
-    def __init__(self, address:str, # tcp://host:port of the scheduler
-                 timeout:float=10, # seconds to wait for it to answer
-                 set_as_default:bool=False, # make the client the default one for `.compute()`
-                 **client_kwargs):
+
+    def __init__(
+        self,
+        address: str,  # tcp://host:port of the scheduler
+        timeout: float = 10,  # seconds to wait for it to answer
+        set_as_default: bool = False,  # make the client the default one for `.compute()`
+        **client_kwargs,
+    ):
         host, port = _host_port(address)
-        try: socket.create_connection((host, port), timeout=timeout).close()
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
         except OSError as e:
-            raise ClusterError(f"cannot reach the Dask scheduler at {address}: {e.strerror or e} "
-                               f"(is `dask scheduler` running there? checked for {timeout:g}s)") from None
-        try: _run_async(_rpc, address, "identity", timeout=timeout)  # Client() alone can hang on a silent peer
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {address}: {e.strerror or e} "
+                f"(is `dask scheduler` running there? checked for {timeout:g}s)"
+            ) from None
+        try:
+            _run_async(_rpc, address, "identity", timeout=timeout)  # Client() alone can hang on a silent peer
         except Exception as e:
-            raise ClusterError(f"the Dask scheduler at {address} did not answer within {timeout:g}s: {type(e).__name__} {e}") from None
+            raise ClusterError(
+                f"the Dask scheduler at {address} did not answer within {timeout:g}s: {type(e).__name__} {e}"
+            ) from None
         from distributed import Client
-        try: self._client = Client(address, timeout=timeout, set_as_default=set_as_default, **client_kwargs)
+
+        try:
+            self._client = Client(address, timeout=timeout, set_as_default=set_as_default, **client_kwargs)
         except (OSError, TimeoutError) as e:
             raise ClusterError(f"the Dask scheduler at {address} did not answer within {timeout:g}s: {e}") from None
         self.scheduler_address = self._client.scheduler.address
         self.status = "running"
 
     @property
-    def dashboard_link(self): return self._client.dashboard_link
+    def dashboard_link(self):
+        return self._client.dashboard_link
+
     @property
-    def scheduler_info(self): return self._client.sync(self._client.scheduler.identity, n_workers=-1)
-    def scale(self, n=None, **kw): raise ClusterError("a remote cluster is managed by whoever started it; mlscale cannot add or remove its machines")
-    def adapt(self, *a, **kw): raise ClusterError("a remote cluster is managed by whoever started it; adaptive scaling is not available")
+    def scheduler_info(self):
+        return self._client.sync(self._client.scheduler.identity, n_workers=-1)
+
+    def scale(self, n=None, **kw):
+        raise ClusterError(
+            "a remote cluster is managed by whoever started it; mlscale cannot add or remove its machines"
+        )
+
+    def adapt(self, *a, **kw):
+        raise ClusterError("a remote cluster is managed by whoever started it; adaptive scaling is not available")
+
     def close(self, **kw):
-        self._client.close(); self.status = "closed"
+        self._client.close()
+        self.status = "closed"
 
 # %% ../nbs/01_clusters.ipynb #0e65bd60
 _tables = {}
 
+
 def _table(engine=None):
     import sqlalchemy as sa
+
     engine = engine or state_engine()
-    if engine.url in _tables: return _tables[engine.url]
+    if engine.url in _tables:
+        return _tables[engine.url]
     md = sa.MetaData()
-    t = sa.Table("clusters", md,
+    t = sa.Table(
+        "clusters",
+        md,
         sa.Column("name", sa.String(200), primary_key=True),
         sa.Column("profile", sa.String(200), nullable=False),
         sa.Column("cls", sa.String(300), nullable=False),
         sa.Column("scheduler_address", sa.String(300), nullable=False),
         sa.Column("dashboard_link", sa.String(500)),
-        sa.Column("owner_pid", sa.Integer), sa.Column("owner_host", sa.String(300)),
+        sa.Column("owner_pid", sa.Integer),
+        sa.Column("owner_host", sa.String(300)),
         sa.Column("owner_user", sa.String(200)),
         sa.Column("gpu", sa.Boolean, default=False),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False))
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    )
     md.create_all(engine, checkfirst=True)
     _tables[engine.url] = t
     return t
@@ -263,335 +383,508 @@ def _table(engine=None):
 @dataclass
 class ClusterRecord:
     "One registered cluster, as another process sees it."
-    name: str; profile: str; cls: str; scheduler_address: str; dashboard_link: str|None
-    owner_pid: int|None; owner_host: str|None; owner_user: str|None; gpu: bool; started_at: datetime
-    workers: int|None = None; threads: int|None = None; memory: int|None = None
+
+    name: str
+    profile: str
+    cls: str
+    scheduler_address: str
+    dashboard_link: str | None
+    owner_pid: int | None
+    owner_host: str | None
+    owner_user: str | None
+    gpu: bool
+    started_at: datetime
+    workers: int | None = None
+    threads: int | None = None
+    memory: int | None = None
 
     def to_dict(self) -> dict:
-        d = asdict(self); d["started_at"] = self.started_at.isoformat(); return d
+        d = asdict(self)
+        d["started_at"] = self.started_at.isoformat()
+        return d
 
-    def _repr_html_(self): return _records_html([self])
-
-def _records_html(recs) -> str:
-    head = "".join(f"<th>{h}</th>" for h in ("name", "profile", "workers", "scheduler", "dashboard", "owner", "started"))
-    rows = "".join(
-        f"<tr><td>{escape(r.name)}</td><td>{escape(r.profile)}</td><td>{'' if r.workers is None else r.workers}</td>"
-        f"<td><code>{escape(r.scheduler_address)}</code></td>"
-        f"<td>{f'<a href={escape(r.dashboard_link)!r} target=_blank>dashboard</a>' if r.dashboard_link else ''}</td>"
-        f"<td>pid {r.owner_pid} @ {escape(r.owner_host or '')}</td><td>{r.started_at:%Y-%m-%d %H:%M:%S}</td></tr>" for r in recs)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    def _repr_html_(self):
+        return clusters_html([self])
 
 # %% ../nbs/01_clusters.ipynb #84e33fc5
-def register_cluster(name:str, profile:str, cls:str, scheduler_address:str, dashboard_link:str|None=None, gpu:bool=False):
+def register_cluster(
+    name: str, profile: str, cls: str, scheduler_address: str, dashboard_link: str | None = None, gpu: bool = False
+):
     "Record a running cluster in the project's registry (replacing a dead entry of the same name)."
-    t = _table(); eng = state_engine()
-    row = dict(name=name, profile=profile, cls=cls, scheduler_address=scheduler_address, dashboard_link=dashboard_link,
-               owner_pid=os.getpid(), owner_host=socket.gethostname(), owner_user=getpass.getuser(), gpu=gpu,
-               started_at=datetime.now(timezone.utc))
+    t = _table()
+    eng = state_engine()
+    row = dict(
+        name=name,
+        profile=profile,
+        cls=cls,
+        scheduler_address=scheduler_address,
+        dashboard_link=dashboard_link,
+        owner_pid=os.getpid(),
+        owner_host=socket.gethostname(),
+        owner_user=getpass.getuser(),
+        gpu=gpu,
+        started_at=datetime.now(timezone.utc),
+    )
     with eng.begin() as c:
         c.execute(t.delete().where(t.c.name == name))
         c.execute(t.insert().values(**row))
 
-def unregister_cluster(name:str):
-    "Remove a cluster from the registry."
-    _settle(); t = _table()
-    with state_engine().begin() as c: c.execute(t.delete().where(t.c.name == name))
 
-def list_clusters(prune:bool=True, # drop entries whose scheduler no longer answers
-                  details:bool=False, # ask each scheduler for its workers, threads and memory
-                 ) -> list[ClusterRecord]:
+def unregister_cluster(name: str):
+    "Remove a cluster from the registry."
+    _settle()
+    t = _table()
+    with state_engine().begin() as c:
+        c.execute(t.delete().where(t.c.name == name))
+
+
+def list_clusters(
+    prune: bool = True,  # drop entries whose scheduler no longer answers
+    details: bool = False,  # ask each scheduler for its workers, threads and memory
+) -> list[ClusterRecord]:
     "The clusters registered in this project, started from any process."
-    _settle(); t = _table()
-    with state_engine().connect() as c: rows = [dict(r._mapping) for r in c.execute(t.select().order_by(t.c.started_at))]
+    _settle()
+    t = _table()
+    with state_engine().connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(t.select().order_by(t.c.started_at))]
     out = []
     for r in rows:
-        if r["started_at"].tzinfo is None: r["started_at"] = r["started_at"].replace(tzinfo=timezone.utc)
+        if r["started_at"].tzinfo is None:
+            r["started_at"] = r["started_at"].replace(tzinfo=timezone.utc)
         rec = ClusterRecord(**r)
         if prune and not scheduler_alive(rec.scheduler_address, timeout=1.0):
             log.info(f"pruning cluster {rec.name!r}: its scheduler at {rec.scheduler_address} no longer answers")
-            unregister_cluster(rec.name); continue
-        if details: _fill_details(rec)
+            unregister_cluster(rec.name)
+            continue
+        if details:
+            _fill_details(rec)
         out.append(rec)
     return out
 
-def get_cluster(name:str) -> ClusterRecord:
-    "The registry entry of a running cluster, or a `ClusterError` listing the running ones."
+
+def get_cluster(name: str) -> ClusterRecord:
+    "The registry entry of a running cluster, or a `ClusterNotFoundError` listing the running ones."
     recs = list_clusters()
     for r in recs:
-        if r.name == name: return r
-    raise ClusterError(f"no running cluster named {name!r}; running: {', '.join(r.name for r in recs) or 'none'}")
+        if r.name == name:
+            return r
+    raise ClusterNotFoundError(
+        f"no running cluster named {name!r}; running: {', '.join(r.name for r in recs) or 'none'}"
+    )
 
 # %% ../nbs/01_clusters.ipynb #b95097d5
 def _run_async(coro_fn, *args, **kwargs):
     "Run an async function to completion from sync code, even inside a running event loop."
     box = {}
+
     def target():
-        try: box["v"] = asyncio.run(coro_fn(*args, **kwargs))
-        except BaseException as e: box["e"] = e
-    th = threading.Thread(target=target, daemon=True); th.start(); th.join()
-    if "e" in box: raise box["e"]
+        try:
+            box["v"] = asyncio.run(coro_fn(*args, **kwargs))
+        except BaseException as e:
+            box["e"] = e
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join()
+    if "e" in box:
+        raise box["e"]
     return box.get("v")
 
-async def _rpc(address:str, op:str, timeout:float=10, **msg):
+
+async def _rpc(address: str, op: str, timeout: float = 10, **msg):
     from distributed.core import rpc
+
     async with rpc(address, timeout=timeout) as r:
         return await asyncio.wait_for(getattr(r, op)(**msg), timeout)
 
-def _fill_details(rec:ClusterRecord):
-    try: info = _run_async(_rpc, rec.scheduler_address, "identity", timeout=3)
-    except Exception: return
+
+def _fill_details(rec: ClusterRecord):
+    try:
+        info = _run_async(_rpc, rec.scheduler_address, "identity", timeout=3)
+    except Exception:
+        return
     ws = info.get("workers", {}).values()
-    rec.workers = len(ws); rec.threads = sum(w.get("nthreads", 0) for w in ws)
+    rec.workers = len(ws)
+    rec.threads = sum(w.get("nthreads", 0) for w in ws)
     rec.memory = sum(w.get("memory_limit", 0) or 0 for w in ws)
 
 # %% ../nbs/01_clusters.ipynb #9056f8cd
 def _install_handlers(handle):
     sched = getattr(handle.cluster, "scheduler", None)
-    if sched is None or not hasattr(sched, "handlers"): return False
+    if sched is None or not hasattr(sched, "handlers"):
+        return False
+
     async def mlscale_scale(n=None):
-        await asyncio.to_thread(handle.scale, int(n)); return {"status": "OK", "n": int(n)}
+        await asyncio.to_thread(handle.scale, int(n))
+        return {"status": "OK", "n": int(n)}
+
     async def mlscale_adapt(minimum=None, maximum=None):
-        await asyncio.to_thread(handle.adapt, int(minimum), int(maximum)); return {"status": "OK"}
+        await asyncio.to_thread(handle.adapt, int(minimum), int(maximum))
+        return {"status": "OK"}
+
     async def mlscale_close():
-        threading.Thread(target=handle.close, daemon=True).start(); return {"status": "closing"}
+        threading.Thread(target=handle.close, daemon=True).start()
+        return {"status": "closing"}
+
     sched.handlers.update(mlscale_scale=mlscale_scale, mlscale_adapt=mlscale_adapt, mlscale_close=mlscale_close)
     return True
 
-def _control(name:str, op:str, **msg):
+
+def _control(name: str, op: str, **msg):
     rec = get_cluster(name)
-    try: r = _run_async(_rpc, rec.scheduler_address, op, timeout=30, **msg)
+    try:
+        r = _run_async(_rpc, rec.scheduler_address, op, timeout=30, **msg)
     except Exception as e:
         raise ClusterError(f"cluster {name!r} ({rec.profile}) cannot be controlled from here: {e}") from None
     if isinstance(r, dict) and r.get("status") == "error":
         raise ClusterError(f"cluster {name!r}: {r.get('exception_text') or r}")
     return r
 
-def scale_cluster(name:str, n:int):
+
+def scale_cluster(name: str, n: int):
     "Scale a registered cluster (started by any process of this project) to `n` workers."
-    if n < 0: raise ClusterError(f"cannot scale to {n} workers")
+    if n < 0:
+        raise ClusterValidationError(f"cannot scale to {n} workers")
     return _control(name, "mlscale_scale", n=n)
 
-def adapt_cluster(name:str, minimum:int, maximum:int):
+
+def adapt_cluster(name: str, minimum: int, maximum: int):
     "Turn on adaptive scaling between `minimum` and `maximum` workers for a registered cluster."
-    if not 0 <= minimum <= maximum: raise ClusterError(f"need 0 <= minimum <= maximum, got {minimum}, {maximum}")
+    if not 0 <= minimum <= maximum:
+        raise ClusterValidationError(f"need 0 <= minimum <= maximum, got {minimum}, {maximum}")
     return _control(name, "mlscale_adapt", minimum=minimum, maximum=maximum)
 
-def stop_cluster(name:str, timeout:float=30):
+
+def stop_cluster(name: str, timeout: float = 30):
     "Stop a registered cluster and wait until its scheduler is gone."
     rec = get_cluster(name)
-    try: _run_async(_rpc, rec.scheduler_address, "mlscale_close", timeout=10)
+    try:
+        _run_async(_rpc, rec.scheduler_address, "mlscale_close", timeout=10)
     except Exception:  # not started by mlscale's handlers (e.g. remote/SSH): ask the scheduler to shut down
-        try: _run_async(_rpc, rec.scheduler_address, "terminate", timeout=10)
-        except Exception: pass
+        try:
+            _run_async(_rpc, rec.scheduler_address, "terminate", timeout=10)
+        except Exception:
+            pass
     deadline = time.monotonic() + timeout
     while scheduler_alive(rec.scheduler_address, 0.5):
-        if time.monotonic() > deadline: raise ClusterError(f"cluster {name!r} did not stop within {timeout:g}s")
+        if time.monotonic() > deadline:
+            raise ClusterError(f"cluster {name!r} did not stop within {timeout:g}s")
         time.sleep(0.2)
     unregister_cluster(name)
 
 # %% ../nbs/01_clusters.ipynb #f1dd8850
-def _fmt_bytes(n) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB": return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
-
 class ClusterHandle:
     "A running Dask cluster started from a profile."
-    def __init__(self, cluster, name:str, profile:Profile, reason:str="", set_as_default:bool=True):
+
+    def __init__(self, cluster, name: str, profile: Profile, reason: str = "", set_as_default: bool = True):
         self.cluster, self.name, self.profile, self.reason = cluster, name, profile, reason
         self.set_as_default = set_as_default
         self.started_at = datetime.now(timezone.utc)
-        self._client = None; self._closed = self._closing = False
+        self._client = None
+        self._closed = self._closing = False
         self._close_lock = threading.Lock()
 
     @property
-    def gpu(self) -> bool: return self.profile.gpu
+    def gpu(self) -> bool:
+        return self.profile.gpu
+
     @property
-    def scheduler_address(self) -> str: return self.cluster.scheduler_address
+    def scheduler_address(self) -> str:
+        return self.cluster.scheduler_address
+
     @property
-    def dashboard_link(self) -> str|None:
-        try: return self.cluster.dashboard_link
-        except Exception: return None
+    def dashboard_link(self) -> str | None:
+        try:
+            return self.cluster.dashboard_link
+        except Exception:
+            return None
 
     @property
     def client(self):
         "A `distributed.Client` connected to this cluster (created on first use)."
         if self._client is None:
-            if isinstance(self.cluster, RemoteCluster): self._client = self.cluster._client
+            if isinstance(self.cluster, RemoteCluster):
+                self._client = self.cluster._client
             else:
                 from distributed import Client
+
                 self._client = Client(self.cluster, set_as_default=self.set_as_default)
         return self._client
 
     def workers(self) -> dict:
         "The scheduler's view of the workers: address → info."
-        info = self.cluster.scheduler_info if not callable(getattr(self.cluster, "scheduler_info", None)) else self.cluster.scheduler_info()
+        info = (
+            self.cluster.scheduler_info
+            if not callable(getattr(self.cluster, "scheduler_info", None))
+            else self.cluster.scheduler_info()
+        )
         return dict(info.get("workers", {})) if info else {}
 
-    def wait_for_workers(self, n:int, timeout:float=60):
+    def wait_for_workers(self, n: int, timeout: float = 60):
         "Block until `n` workers are connected."
-        self.client.wait_for_workers(n, timeout=timeout); return self
+        self.client.wait_for_workers(n, timeout=timeout)
+        return self
 
-    def scale(self, n:int):
+    def scale(self, n: int):
         "Ask for `n` workers."
-        self.cluster.scale(n); log.info(f"cluster {self.name!r}: scaling to {n} workers"); return self
+        self.cluster.scale(n)
+        log.info(f"cluster {self.name!r}: scaling to {n} workers")
+        return self
 
-    def adapt(self, minimum:int=0, maximum:int=4, **kwargs):
+    def adapt(self, minimum: int = 0, maximum: int = 4, **kwargs):
         "Let Dask add and remove workers between `minimum` and `maximum` with the load."
         self.cluster.adapt(minimum=minimum, maximum=maximum, **kwargs)
-        log.info(f"cluster {self.name!r}: adaptive between {minimum} and {maximum} workers"); return self
+        log.info(f"cluster {self.name!r}: adaptive between {minimum} and {maximum} workers")
+        return self
 
     def close(self):
         "Shut the cluster down and remove it from the registry (a second caller waits for the first)."
         self._closing = True
         with self._close_lock:
-            if self._closed: return
+            if self._closed:
+                return
             try:
-                if self._client is not None and not isinstance(self.cluster, RemoteCluster): self._client.close()
+                if self._client is not None and not isinstance(self.cluster, RemoteCluster):
+                    self._client.close()
                 self.cluster.close()
             finally:
                 self._closed = True
-                try: unregister_cluster(self.name)
-                except Exception as e: log.warning(f"could not remove {self.name!r} from the registry: {e}")
+                try:
+                    unregister_cluster(self.name)
+                except Exception as e:
+                    log.warning(f"could not remove {self.name!r} from the registry: {e}")
                 _LIVE.pop(self.name, None)
 
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def __repr__(self):
-        return f"<ClusterHandle {self.name!r} profile={self.profile.name} workers={len(self.workers())} scheduler={self.scheduler_address}>"
+        n = len(self.workers())
+        return (
+            f"<ClusterHandle {self.name!r} profile={self.profile.name} workers={n} scheduler={self.scheduler_address}>"
+        )
 
     def _repr_html_(self):
         ws = self.workers().values()
-        mem = sum((w.get("memory_limit") or 0) for w in ws); thr = sum(w.get("nthreads", 0) for w in ws)
+        mem = sum((w.get("memory_limit") or 0) for w in ws)
+        thr = sum(w.get("nthreads", 0) for w in ws)
         link = self.dashboard_link
-        rows = [("profile", f"{escape(self.profile.name)} <code>{escape(self.profile.cls)}</code>"),
-                ("workers", f"{len(ws)} ({thr} threads, {_fmt_bytes(mem)})"),
-                ("scheduler", f"<code>{escape(self.scheduler_address)}</code>"),
-                ("dashboard", f"<a href='{escape(link)}' target='_blank'>{escape(link)}</a>" if link else "—"),
-                ("why", escape(self.reason))]
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows)
-        return f"<div><b>mlscale cluster {escape(self.name)}</b> {'(GPU)' if self.gpu else ''}<table>{body}</table></div>"
+        rows = [
+            ("profile", f"{escape(self.profile.name)} <code>{escape(self.profile.cls)}</code>"),
+            ("workers", f"{len(ws)} ({thr} threads, {fmt_bytes(mem)})"),
+            ("scheduler", f"<code>{escape(self.scheduler_address)}</code>"),
+            ("dashboard", f"<a href='{escape(link)}' target='_blank'>{escape(link)}</a>" if link else "—"),
+            ("why", escape(self.reason)),
+        ]
+        return kv_table_html(f"mlscale cluster {self.name}" + (" (GPU)" if self.gpu else ""), rows)
 
 # %% ../nbs/01_clusters.ipynb #9861b834
 _LIVE: dict = {}
-_PENDING: list = []   # background registrations of this process's clusters (generated names)
+_PENDING: list = []  # background registrations of this process's clusters (generated names)
+
 
 def _settle():
     "Wait until this process's clusters are all recorded in the registry."
-    while _PENDING: _PENDING.pop().join()
+    while _PENDING:
+        _PENDING.pop().join()
+
 
 @atexit.register
 def _unregister_live():
     _settle()
     for name in list(_LIVE):
-        try: unregister_cluster(name)
-        except Exception: pass
+        try:
+            unregister_cluster(name)
+        except Exception:
+            pass
+
 
 class _Background(threading.Thread):
     "Run `fn` in a daemon thread; `result()` joins and returns (or raises) its outcome."
+
     def __init__(self, fn):
-        super().__init__(daemon=True); self.fn, self.value, self.error = fn, None, None; self.start()
+        super().__init__(daemon=True)
+        self.fn, self.value, self.error = fn, None, None
+        self.start()
+
     def run(self):
-        try: self.value = self.fn()
-        except BaseException as e: self.error = e
+        try:
+            self.value = self.fn()
+        except BaseException as e:
+            self.error = e
+
     def result(self):
         self.join()
-        if self.error is not None: raise self.error
+        if self.error is not None:
+            raise self.error
         return self.value
+
 
 def _record(handle):
     "Record a started cluster in the registry (run in the background for generated names)."
     p = handle.profile
-    try: register_cluster(handle.name, p.name, p.cls, handle.scheduler_address, handle.dashboard_link, p.gpu)
-    except Exception as e: log.warning(f"cluster {handle.name!r} is running but could not be recorded in the registry: {e}")
+    try:
+        register_cluster(handle.name, p.name, p.cls, handle.scheduler_address, handle.dashboard_link, p.gpu)
+    except Exception as e:
+        log.warning(f"cluster {handle.name!r} is running but could not be recorded in the registry: {e}")
 
-def _import_cls(dotted:str):
+# %% ../nbs/01_clusters.ipynb #77dff2e0
+def _import_cls(dotted: str):
     mod, _, attr = dotted.rpartition(".")
     extra = "gpu" if mod.startswith("dask_cuda") else None
     m = lazy_import(mod, extra)
-    try: return getattr(m, attr)
-    except AttributeError: raise ProfileError(f"{mod} has no cluster class {attr!r}") from None
+    try:
+        return getattr(m, attr)
+    except AttributeError:
+        raise ProfileError(f"{mod} has no cluster class {attr!r}") from None
 
-def start_cluster(profile:str|Path|dict|Profile="auto", # "auto", a profile name, a YAML path or an inline `{cls, options}`
-                  name:str|None=None, # registry name (default: profile plus a short id)
-                  register:bool=True, # record the cluster in the project's registry
-                  set_as_default:bool=True, # its client runs `.compute()` and `.persist()`, as `Client(cluster)` does
-                  **options, # override the profile's options, e.g. n_workers=4
-                 ) -> ClusterHandle:
+
+def _check_gpu(prof: Profile):
+    "Refuse a GPU profile on a machine without GPUs, saying what to use instead."
+    if not prof.gpu:
+        return
+    g = gpu_info()
+    if g.count == 0:
+        raise ClusterError(
+            f"profile {prof.name!r} needs an NVIDIA GPU, but {g.reason}. "
+            "Use start_cluster('local') or start_cluster('auto') to run on CPU workers."
+        )
+
+
+def _build(prof: Profile, cls, opts: dict):
+    "The cluster object; its failures as a `ProfileError` (bad options) or a `ClusterError` naming the root cause."
+    try:
+        return cls(**opts)
+    except TypeError as e:
+        raise ProfileError(f"profile {prof.name!r}: bad options for {prof.cls}: {e}") from None
+    except ClusterError:
+        raise
+    except Exception as e:
+        if "NVML" in type(e).__name__ or "NVML" in str(e):
+            raise ClusterError(
+                f"profile {prof.name!r}: NVIDIA driver not usable ({e}); use the 'local' profile"
+            ) from None
+        root = e
+        while root.__cause__ is not None:
+            root = root.__cause__
+        why = f" (caused by {type(root).__name__}: {root})" if root is not e else ""
+        raise ClusterError(f"profile {prof.name!r}: could not start {prof.cls}: {type(e).__name__}: {e}{why}") from e
+
+
+def _register_named(handle: ClusterHandle, running: list):
+    "Record a cluster started under an explicit name, unless a running one has it (then close the new one)."
+    prof = handle.profile
+    try:
+        for r in running:
+            if r.name == handle.name:
+                raise ClusterConflictError(
+                    f"a cluster named {handle.name!r} is already running ({r.scheduler_address}, pid {r.owner_pid})"
+                )
+        register_cluster(handle.name, prof.name, prof.cls, handle.scheduler_address, handle.dashboard_link, prof.gpu)
+    except Exception:
+        handle.cluster.close()
+        raise  # not handle.close(): that would unregister the other cluster of this name
+
+# %% ../nbs/01_clusters.ipynb #a42ec2f2
+def start_cluster(
+    profile: str | Path | dict | Profile = "auto",  # "auto", a profile name, a YAML path or an inline `{cls, options}`
+    name: str | None = None,  # registry name (default: profile plus a short id)
+    register: bool = True,  # record the cluster in the project's registry
+    set_as_default: bool = True,  # its client runs `.compute()` and `.persist()`, as `Client(cluster)` does
+    **options,  # override the profile's options, e.g. n_workers=4
+) -> ClusterHandle:
     "Start (or connect to) a Dask cluster from a profile and return its handle."
     pname, reason = choose_profile(profile) if isinstance(profile, str) else (None, "an explicit profile was given")
     prof = get_profile(pname or profile)
     opts = _expand({**prof.options, **options}, str(prof.path or prof.name))
-    if prof.gpu:
-        g = gpu_info()
-        if g.count == 0:
-            raise ClusterError(f"profile {prof.name!r} needs an NVIDIA GPU, but {g.reason}. "
-                               "Use start_cluster('local') or start_cluster('auto') to run on CPU workers.")
+    _check_gpu(prof)
     named, name = name is not None, name or f"{prof.name}-{secrets.token_hex(3)}"
     # an explicit name is checked against the registry (SQLAlchemy import, table, live entries) while the workers
-    # start; a generated name is unique, so it is recorded in the background once the cluster is up, off the caller's path
+    # start; a generated name is unique, so it is recorded in the background once the cluster is up, off the
+    # caller's path
     running = _Background(list_clusters) if register and named else None
     keep_workers_light()
     cls = _import_cls(prof.cls)
-    if cls is RemoteCluster: opts["set_as_default"] = set_as_default
+    if cls is RemoteCluster:
+        opts["set_as_default"] = set_as_default
     t0 = time.perf_counter()
-    try: cluster = cls(**opts)
-    except TypeError as e: raise ProfileError(f"profile {prof.name!r}: bad options for {prof.cls}: {e}") from None
-    except ClusterError: raise
-    except Exception as e:
-        if "NVML" in type(e).__name__ or "NVML" in str(e):
-            raise ClusterError(f"profile {prof.name!r}: NVIDIA driver not usable ({e}); use the 'local' profile") from None
-        root = e
-        while root.__cause__ is not None: root = root.__cause__
-        why = f" (caused by {type(root).__name__}: {root})" if root is not e else ""
-        raise ClusterError(f"profile {prof.name!r}: could not start {prof.cls}: {type(e).__name__}: {e}{why}") from e
-    handle = ClusterHandle(cluster, name, prof, reason, set_as_default=set_as_default)
+    handle = ClusterHandle(_build(prof, cls, opts), name, prof, reason, set_as_default=set_as_default)
     if register and named:
-        try:
-            for r in running.result():
-                if r.name == name: raise ClusterError(f"a cluster named {name!r} is already running ({r.scheduler_address}, pid {r.owner_pid})")
-            register_cluster(name, prof.name, prof.cls, handle.scheduler_address, handle.dashboard_link, prof.gpu)
-        except Exception:
-            cluster.close(); raise  # not handle.close(): that would unregister the other cluster of this name
-    elif register: _PENDING.append(_Background(lambda: _record(handle)))
-    if register: _LIVE[name] = handle
+        _register_named(handle, running.result())
+    elif register:
+        _PENDING.append(_Background(lambda: _record(handle)))
+    if register:
+        _LIVE[name] = handle
     _install_handlers(handle)
-    if set_as_default: handle.client   # connect now, so `.compute()` anywhere runs on this cluster
-    log.info(f"started cluster {name!r} from profile {prof.name!r} ({reason}) in {time.perf_counter()-t0:.1f}s; dashboard: {handle.dashboard_link}")
+    if set_as_default:
+        _ = handle.client  # connect now, so `.compute()` anywhere runs on this cluster
+    log.info(
+        f"started cluster {name!r} from profile {prof.name!r} ({reason}) in {time.perf_counter() - t0:.1f}s; "
+        f"dashboard: {handle.dashboard_link}"
+    )
     return handle
 
 # %% ../nbs/01_clusters.ipynb #d7576a56
-def serve_cluster(profile:str="auto", # profile to start
-                  name:str|None=None, # registry name
-                  ready_file:str|None=None, # write the cluster's name here once it is up
-                  **options):
+def serve_cluster(
+    profile: str = "auto",  # profile to start
+    name: str | None = None,  # registry name
+    ready_file: str | None = None,  # write the cluster's name here once it is up
+    **options,
+):
     "Start a cluster and block until it is stopped (used by `mlscale cluster start`)."
     import signal
+
     get_profile(choose_profile(profile)[0])  # a bad profile fails before anything starts
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, lambda *_: stop.set())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
     handle = start_cluster(profile, name=name, **options)
-    _settle()   # recorded before anyone is told it is ready
-    if ready_file: Path(ready_file).write_text(handle.name)
+    _settle()  # recorded before anyone is told it is ready
+    if ready_file:
+        Path(ready_file).write_text(handle.name)
     try:
         while not stop.wait(0.5):
-            if handle._closing or getattr(handle.cluster, "status", None) is not None and str(handle.cluster.status).endswith("closed"): break
-    finally: handle.close()
+            if (
+                handle._closing
+                or getattr(handle.cluster, "status", None) is not None
+                and str(handle.cluster.status).endswith("closed")
+            ):
+                break
+    finally:
+        handle.close()
 
-def start_detached(profile:str="auto", # profile to start
-                   name:str|None=None, # registry name
-                   timeout:float=120, # seconds to wait for the cluster to come up
-                   **options) -> ClusterRecord:
+
+def _serve_main():
+    "The detached cluster process: `serve_cluster` with the JSON arguments in `sys.argv[1]`; errors as one line."
+    spec = json.loads(sys.argv[1])
+    try:
+        serve_cluster(spec["profile"], name=spec["name"], ready_file=spec["ready_file"], **spec["options"])
+    except MlscaleError as e:
+        if os.environ.get("MLSCALE_DEBUG"):
+            raise
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+# %% ../nbs/01_clusters.ipynb #1e1eb353
+def start_detached(
+    profile: str = "auto",  # profile to start
+    name: str | None = None,  # registry name
+    timeout: float = 120,  # seconds to wait for the cluster to come up
+    **options,
+) -> ClusterRecord:
     "Start a cluster in a background process that outlives the caller; return its registry entry."
     p = get_profile(choose_profile(profile)[0])  # fail fast on a bad profile name
     name = name or f"{p.name}-{secrets.token_hex(3)}"
-    logdir = settings().state_dir/"clusters"; logdir.mkdir(parents=True, exist_ok=True)
-    logf, ready = logdir/f"{name}.log", logdir/f"{name}.ready"
+    logdir = settings().state_dir / "clusters"
+    logdir.mkdir(parents=True, exist_ok=True)
+    logf, ready = logdir / f"{name}.log", logdir / f"{name}.ready"
     ready.unlink(missing_ok=True)
-    args = [sys.executable, "-c", "from mlscale_sdk.cli import main; main()", "cluster", "start", profile, "--name", name, "--foreground", "--ready-file", str(ready)]
-    for k, v in options.items(): args += ["--option", f"{k}={json.dumps(v)}"]
+    spec = json.dumps({"profile": profile, "name": name, "ready_file": str(ready), "options": options})
+    args = [sys.executable, "-c", "from mlscale_sdk.clusters import _serve_main; _serve_main()", spec]
     with open(logf, "w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=settings().root)
     deadline = time.monotonic() + timeout
@@ -599,7 +892,8 @@ def start_detached(profile:str="auto", # profile to start
         if proc.poll() is not None:
             raise ClusterError(f"cluster process exited with code {proc.returncode}:\n{logf.read_text()[-2000:]}")
         if time.monotonic() > deadline:
-            proc.terminate(); raise ClusterError(f"cluster {name!r} did not start within {timeout:g}s (log: {logf})")
+            proc.terminate()
+            raise ClusterError(f"cluster {name!r} did not start within {timeout:g}s (log: {logf})")
         time.sleep(0.1)
     ready.unlink(missing_ok=True)
     return get_cluster(name)

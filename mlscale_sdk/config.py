@@ -4,10 +4,18 @@
 
 # %% ../nbs/00_config.ipynb #60801772
 from __future__ import annotations
-import os, sys, logging, importlib, tomllib, threading, contextlib, fcntl
-from dataclasses import dataclass, field, fields, replace
+
+import contextlib
+import fcntl
+import importlib
+import logging
+import os
+import threading
+from dataclasses import dataclass, fields
+from functools import cache
 from pathlib import Path
-from functools import lru_cache
+
+import tomllib
 
 # %% auto #0
 __all__ = ['project_root', 'Settings', 'load_settings', 'settings', 'state_dir', 'get_logger', 'lazy_import', 'state_engine',
@@ -16,77 +24,103 @@ __all__ = ['project_root', 'Settings', 'load_settings', 'settings', 'state_dir',
 # %% ../nbs/00_config.ipynb #d1e08659
 _MARKERS = (".mlscale", "pyproject.toml", ".git")
 
-def project_root(start:str|Path|None=None, # folder to search from (default: the current directory)
-                ) -> Path:
+
+def project_root(
+    start: str | Path | None = None,  # folder to search from (default: the current directory)
+) -> Path:
     "The project root: `MLSCALE_HOME`, else the nearest parent with `.mlscale/`, `pyproject.toml` or `.git`."
-    if home := os.environ.get("MLSCALE_HOME"): return Path(home).expanduser().resolve()
+    if home := os.environ.get("MLSCALE_HOME"):
+        return Path(home).expanduser().resolve()
     start = Path(start or os.getcwd()).resolve()
     for d in (start, *start.parents):
-        if any((d/m).exists() for m in _MARKERS): return d
+        if any((d / m).exists() for m in _MARKERS):
+            return d
     return start
 
 # %% ../nbs/00_config.ipynb #17e54af4
 @dataclass(frozen=True)
 class Settings:
     "Where mlscale keeps its state, and which stores it talks to."
-    root: Path                      # the project root
-    state_dir: Path                 # `.mlscale/` inside the root
-    state_db: str = ""              # SQLAlchemy URL of the state store (clusters, jobs, runs)
-    mlflow_tracking_uri: str = ""   # MLflow tracking URI (`MLFLOW_TRACKING_URI` wins)
-    mlflow_artifacts: str = ""      # artifact root for experiments mlscale creates
-    experiment: str = "mlscale"     # default MLflow experiment
-    data_dir: Path|None = None      # generated and user data (partitioned Parquet)
-    cluster_path: tuple = ()        # extra folders searched for cluster profiles
-    log_level: str = "INFO"         # level of the `mlscale` logger
-    feast_online: str = "sqlite"    # Feast online store: `sqlite` (embedded) or a Redis URL `redis://host:port[/db]`
+
+    root: Path  # the project root
+    state_dir: Path  # `.mlscale/` inside the root
+    state_db: str = ""  # SQLAlchemy URL of the state store (clusters, jobs, runs)
+    mlflow_tracking_uri: str = ""  # MLflow tracking URI (`MLFLOW_TRACKING_URI` wins)
+    mlflow_artifacts: str = ""  # artifact root for experiments mlscale creates
+    experiment: str = "mlscale"  # default MLflow experiment
+    data_dir: Path | None = None  # generated and user data (partitioned Parquet)
+    cluster_path: tuple = ()  # extra folders searched for cluster profiles
+    log_level: str = "INFO"  # level of the `mlscale` logger
+    feast_online: str = "sqlite"  # Feast online store: `sqlite` (embedded) or a Redis URL `redis://host:port[/db]`
 
     @property
-    def runs_dir(self) -> Path: return self.state_dir/"runs"
+    def runs_dir(self) -> Path:
+        return self.state_dir / "runs"
+
     @property
-    def jobs_dir(self) -> Path: return self.state_dir/"jobs"
+    def jobs_dir(self) -> Path:
+        return self.state_dir / "jobs"
 
     def _repr_html_(self):
-        rows = "".join(f"<tr><td><b>{f.name}</b></td><td><code>{getattr(self, f.name)}</code></td></tr>" for f in fields(self))
+        rows = "".join(
+            f"<tr><td><b>{f.name}</b></td><td><code>{getattr(self, f.name)}</code></td></tr>" for f in fields(self)
+        )
         return f"<table><caption>mlscale settings</caption>{rows}</table>"
 
 # %% ../nbs/00_config.ipynb #c689f580
-def _pyproject_table(root:Path) -> dict:
+def _pyproject_table(root: Path) -> dict:
     "The `[tool.mlscale]` table of the project's pyproject.toml, or `{}`."
-    p = root/"pyproject.toml"
-    if not p.exists(): return {}
-    try: return tomllib.loads(p.read_text()).get("tool", {}).get("mlscale", {})
-    except tomllib.TOMLDecodeError as e: raise ValueError(f"{p}: invalid TOML ({e})") from None
+    p = root / "pyproject.toml"
+    if not p.exists():
+        return {}
+    try:
+        return tomllib.loads(p.read_text()).get("tool", {}).get("mlscale", {})
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{p}: invalid TOML ({e})") from None
 
-def load_settings(root:str|Path|None=None, # project root (default: `project_root()`)
-                 ) -> Settings:
+
+def load_settings(
+    root: str | Path | None = None,  # project root (default: `project_root()`)
+) -> Settings:
     "Read settings from `MLSCALE_*` env vars, then `[tool.mlscale]`, then defaults."
     root = Path(root).resolve() if root else project_root()
     table = _pyproject_table(root)
     unknown = set(table) - {f.name for f in fields(Settings)} - {"root"}
-    if unknown: raise ValueError(f"[tool.mlscale] in {root/'pyproject.toml'}: unknown setting(s) {sorted(unknown)}")
+    if unknown:
+        raise ValueError(f"[tool.mlscale] in {root / 'pyproject.toml'}: unknown setting(s) {sorted(unknown)}")
+
     def get(name, default):
         return os.environ.get(f"MLSCALE_{name.upper()}", table.get(name, default))
-    state = Path(get("state_dir", root/".mlscale")).expanduser()
-    if not state.is_absolute(): state = root/state
-    data = Path(get("data_dir", state/"data")).expanduser()
-    if not data.is_absolute(): data = root/data
+
+    state = Path(get("state_dir", root / ".mlscale")).expanduser()
+    if not state.is_absolute():
+        state = root / state
+    data = Path(get("data_dir", state / "data")).expanduser()
+    if not data.is_absolute():
+        data = root / data
     cpath = get("cluster_path", ())
-    if isinstance(cpath, str): cpath = tuple(p for p in cpath.split(os.pathsep) if p)
+    if isinstance(cpath, str):
+        cpath = tuple(p for p in cpath.split(os.pathsep) if p)
     return Settings(
-        root=root, state_dir=state,
-        state_db=get("state_db", f"sqlite:///{state/'state.db'}"),
-        mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or get("mlflow_tracking_uri", f"sqlite:///{state/'mlflow.db'}"),
-        mlflow_artifacts=get("mlflow_artifacts", (state/"mlartifacts").as_uri()),
-        experiment=get("experiment", "mlscale"), data_dir=data,
+        root=root,
+        state_dir=state,
+        state_db=get("state_db", f"sqlite:///{state / 'state.db'}"),
+        mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI")
+        or get("mlflow_tracking_uri", f"sqlite:///{state / 'mlflow.db'}"),
+        mlflow_artifacts=get("mlflow_artifacts", (state / "mlartifacts").as_uri()),
+        experiment=get("experiment", "mlscale"),
+        data_dir=data,
         cluster_path=tuple(Path(p).expanduser() for p in cpath),
         log_level=get("log_level", "INFO"),
-        feast_online=get("feast_online", "sqlite"))
+        feast_online=get("feast_online", "sqlite"),
+    )
 
 # %% ../nbs/00_config.ipynb #3c987200
-@lru_cache(maxsize=None)
+@cache
 def settings() -> Settings:
     "The settings of the current project (cached; call `settings.cache_clear()` to re-read)."
     return load_settings()
+
 
 def state_dir() -> Path:
     "The project's state directory, created if needed."
@@ -95,8 +129,9 @@ def state_dir() -> Path:
     return d
 
 # %% ../nbs/00_config.ipynb #8805824c
-def get_logger(name:str="mlscale", # logger name, under `mlscale`
-              ) -> logging.Logger:
+def get_logger(
+    name: str = "mlscale",  # logger name, under `mlscale`
+) -> logging.Logger:
     "The `mlscale` logger, with a plain stderr handler unless the application configured one."
     root = logging.getLogger("mlscale")
     if not root.handlers:
@@ -108,45 +143,59 @@ def get_logger(name:str="mlscale", # logger name, under `mlscale`
     return root if name == "mlscale" else root.getChild(name.removeprefix("mlscale."))
 
 # %% ../nbs/00_config.ipynb #a3bab1ef
-def lazy_import(module:str, # dotted module name
-                extra:str|None=None, # pip extra that provides it, for the error message
-               ):
+def lazy_import(
+    module: str,  # dotted module name
+    extra: str | None = None,  # pip extra that provides it, for the error message
+):
     "Import `module` now, or raise an `ImportError` that says how to install it."
-    try: return importlib.import_module(module)
+    try:
+        return importlib.import_module(module)
     except ImportError as e:
         hint = f"pip install 'mlscale-sdk[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
-        raise ImportError(f"{module} is needed for this but could not be imported ({e}). Install it with: {hint}") from e
+        raise ImportError(
+            f"{module} is needed for this but could not be imported ({e}). Install it with: {hint}"
+        ) from e
 
 # %% ../nbs/00_config.ipynb #a939a7fe
 _engines: dict = {}
 _engines_lock = threading.Lock()
 
-def state_engine(url:str|None=None, # SQLAlchemy URL (default: `settings().state_db`)
-                ):
+
+def state_engine(
+    url: str | None = None,  # SQLAlchemy URL (default: `settings().state_db`)
+):
     "A cached SQLAlchemy engine for the state store (SQLite: WAL + busy timeout)."
     url = url or settings().state_db
     with _engines_lock:
-        if url in _engines: return _engines[url]
+        if url in _engines:
+            return _engines[url]
         sa = importlib.import_module("sqlalchemy")
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             eng = sa.create_engine(url, connect_args={"timeout": 60})
+
             @sa.event.listens_for(eng, "connect")
             def _sqlite_pragmas(dbapi_conn, _):
                 cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA busy_timeout=60000")
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=60000")
                 cur.close()
-        else: eng = sa.create_engine(url, pool_pre_ping=True)
+        else:
+            eng = sa.create_engine(url, pool_pre_ping=True)
         _engines[url] = eng
         return eng
 
 # %% ../nbs/00_config.ipynb #dc03f2b1
 @contextlib.contextmanager
-def file_lock(path:str|Path, # lock file (created if missing)
-             ):
+def file_lock(
+    path: str | Path,  # lock file (created if missing)
+):
     "Hold an exclusive inter-process lock on `path` for the duration of the block."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

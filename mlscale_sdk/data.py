@@ -4,15 +4,20 @@
 
 # %% ../nbs/02_data.ipynb #3730f10d
 from __future__ import annotations
-import json, math, shutil, secrets
+
+import json
+import math
+import secrets
+import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
-from .config import settings, get_logger
+
+from .config import get_logger, settings
 
 if TYPE_CHECKING:
-    import numpy as np, pandas as pd
     import dask.dataframe as dd
+    import pandas as pd
 
 log = get_logger("data")
 
@@ -22,45 +27,86 @@ __all__ = ['log', 'CATEGORIES', 'CHANNELS', 'BASIC_FEATURES', 'make_customers', 
            'basic_features']
 
 # %% ../nbs/02_data.ipynb #10bc4320
-CATEGORIES = ("grocery", "restaurants", "fuel", "travel", "electronics", "online_retail",
-              "gaming", "pharmacy", "utilities", "jewelry", "atm", "entertainment")
+CATEGORIES = (
+    "grocery",
+    "restaurants",
+    "fuel",
+    "travel",
+    "electronics",
+    "online_retail",
+    "gaming",
+    "pharmacy",
+    "utilities",
+    "jewelry",
+    "atm",
+    "entertainment",
+)
 CHANNELS = ("in_store", "online", "atm")
 #                 share  ticket  online  risk
-_CAT_TABLE = {"grocery":       (0.20, 1.0, 0.05, -0.6),
-              "restaurants":   (0.15, 0.7, 0.10, -0.3),
-              "fuel":          (0.09, 0.9, 0.00, -0.1),
-              "travel":        (0.03, 6.0, 0.60,  0.7),
-              "electronics":   (0.04, 4.0, 0.50,  0.9),
-              "online_retail": (0.14, 1.3, 0.97,  0.5),
-              "gaming":        (0.03, 0.5, 0.90,  0.8),
-              "pharmacy":      (0.05, 0.6, 0.08, -0.4),
-              "utilities":     (0.05, 2.0, 0.70, -0.9),
-              "jewelry":       (0.01, 8.0, 0.15,  1.2),
-              "atm":           (0.06, 2.5, 0.00,  0.3),
-              "entertainment": (0.15, 0.8, 0.35,  0.0)}
+_CAT_TABLE = {
+    "grocery": (0.20, 1.0, 0.05, -0.6),
+    "restaurants": (0.15, 0.7, 0.10, -0.3),
+    "fuel": (0.09, 0.9, 0.00, -0.1),
+    "travel": (0.03, 6.0, 0.60, 0.7),
+    "electronics": (0.04, 4.0, 0.50, 0.9),
+    "online_retail": (0.14, 1.3, 0.97, 0.5),
+    "gaming": (0.03, 0.5, 0.90, 0.8),
+    "pharmacy": (0.05, 0.6, 0.08, -0.4),
+    "utilities": (0.05, 2.0, 0.70, -0.9),
+    "jewelry": (0.01, 8.0, 0.15, 1.2),
+    "atm": (0.06, 2.5, 0.00, 0.3),
+    "entertainment": (0.15, 0.8, 0.35, 0.0),
+}
 # relative transaction volume by hour of day (0..23) and by weekday (Mon..Sun)
-_HOURLY = (0.6, 0.4, 0.3, 0.25, 0.25, 0.4, 1.0, 2.0, 3.2, 3.8, 4.2, 4.6,
-           5.2, 5.0, 4.6, 4.4, 4.6, 5.2, 5.6, 5.2, 4.4, 3.4, 2.2, 1.2)
+_HOURLY = (
+    0.6,
+    0.4,
+    0.3,
+    0.25,
+    0.25,
+    0.4,
+    1.0,
+    2.0,
+    3.2,
+    3.8,
+    4.2,
+    4.6,
+    5.2,
+    5.0,
+    4.6,
+    4.4,
+    4.6,
+    5.2,
+    5.6,
+    5.2,
+    4.4,
+    3.4,
+    2.2,
+    1.2,
+)
 _WEEKDAY = (0.95, 0.95, 1.0, 1.0, 1.1, 1.15, 0.85)
+
 
 def _dtypes():
     "The pandas categorical dtypes of `merchant_category` and `channel` (the same in every partition)."
     import pandas as pd
+
     return pd.CategoricalDtype(list(CATEGORIES)), pd.CategoricalDtype(list(CHANNELS))
 
 # %% ../nbs/02_data.ipynb #a84281e0
 @lru_cache(maxsize=8)
-def _customer_arrays(seed:int, n_customers:int) -> dict:
+def _customer_arrays(seed: int, n_customers: int) -> dict:
     "Customer attributes as numpy arrays, from the seed alone (cached, treat as read-only)."
     import numpy as np
+
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     n = n_customers
     share = np.array([v[0] for v in _CAT_TABLE.values()])
     young = rng.random(n) < 0.08
     opened = np.where(young, rng.integers(0, 60, n), 60 + rng.exponential(1200, n)).astype(np.int64)
-    prefs = rng.dirichlet(share*8, size=n) if n else np.zeros((0, len(share)))
+    prefs = rng.dirichlet(share * 8, size=n) if n else np.zeros((0, len(share)))
     return dict(
-        customer_id=np.arange(1, n+1, dtype=np.int64),
+        customer_id=np.arange(1, n + 1, dtype=np.int64),
         customer_age=np.clip(rng.normal(45, 15, n), 18, 90).astype(np.int32),
         opened_days_before=np.minimum(opened, 7300),
         typical_spend=np.exp(rng.normal(np.log(35), 0.5, n)).round(2),
@@ -69,211 +115,296 @@ def _customer_arrays(seed:int, n_customers:int) -> dict:
         online_shift=rng.normal(0, 0.8, n),
         travel=rng.beta(1, 40, n),
         activity=np.exp(rng.normal(0, 0.8, n)),
-        latent_risk=rng.normal(0, 0.4, n))
+        latent_risk=rng.normal(0, 0.4, n),
+    )
 
-def make_customers(n_customers:int=20_000, # number of customers
-                   seed:int=0, # random seed (the same one `make_transactions` uses)
-                  ) -> pd.DataFrame:
+
+def make_customers(
+    n_customers: int = 20_000,  # number of customers
+    seed: int = 0,  # random seed (the same one `make_transactions` uses)
+) -> pd.DataFrame:
     "The customer table behind `make_transactions` (the attributes a bank would know)."
     import pandas as pd
+
     a = _customer_arrays(seed, n_customers)
     return pd.DataFrame({k: a[k] for k in ("customer_id", "customer_age", "opened_days_before", "typical_spend")})
 
 # %% ../nbs/02_data.ipynb #f331ab55
 _NS_HOUR = 3_600_000_000_000
-_COLUMNS = ("transaction_id", "ts", "customer_id", "amount", "merchant_category", "channel",
-            "card_present", "country_mismatch", "customer_age", "account_age_days", "is_fraud")
+_COLUMNS = (
+    "transaction_id",
+    "ts",
+    "customer_id",
+    "amount",
+    "merchant_category",
+    "channel",
+    "card_present",
+    "country_mismatch",
+    "customer_age",
+    "account_age_days",
+    "is_fraud",
+)
 
-def _hour_weights(start_ns:int, h0:int, h1:int):
+
+def _hour_weights(start_ns: int, h0: int, h1: int):
     "Relative volume of each hour in `[h0, h1)` hours after `start_ns`."
     import numpy as np
-    hours = start_ns//_NS_HOUR + np.arange(h0, h1)          # hours since the epoch (UTC)
-    hod, dow = hours % 24, (hours//24 + 3) % 7              # 1970-01-01 was a Thursday
-    return np.asarray(_HOURLY)[hod]*np.asarray(_WEEKDAY)[dow]
+
+    hours = start_ns // _NS_HOUR + np.arange(h0, h1)  # hours since the epoch (UTC)
+    hod, dow = hours % 24, (hours // 24 + 3) % 7  # 1970-01-01 was a Thursday
+    return np.asarray(_HOURLY)[hod] * np.asarray(_WEEKDAY)[dow]
+
 
 def _sigmoid(x):
     import numpy as np
-    return 1/(1+np.exp(-x))
 
-def _draw(seed:int, n_customers:int, start_ns:int, h0:int, h1:int, n:int, stream:tuple):
+    return 1 / (1 + np.exp(-x))
+
+
+def _draw(seed: int, n_customers: int, start_ns: int, h0: int, h1: int, n: int, stream: tuple):
     "Draw `n` transactions in hours `[h0, h1)`; return the columns and the fraud log-odds (without intercept)."
     import numpy as np
+
     rng = np.random.default_rng(np.random.SeedSequence([seed, *stream]))
     c = _customer_arrays(seed, n_customers)
     # time: an hour by the day/week rhythm, then a uniform moment inside it; sorted
     w = _hour_weights(start_ns, h0, h1)
-    hour_idx = rng.choice(h1-h0, size=n, p=w/w.sum()) + h0
-    ts = np.sort(start_ns + ((hour_idx + rng.random(n))*_NS_HOUR).astype(np.int64))
-    hod = (ts//_NS_HOUR) % 24
+    hour_idx = rng.choice(h1 - h0, size=n, p=w / w.sum()) + h0
+    ts = np.sort(start_ns + ((hour_idx + rng.random(n)) * _NS_HOUR).astype(np.int64))
+    hod = (ts // _NS_HOUR) % 24
     # who, where, how much
-    act = c["activity"]; ci = rng.choice(n_customers, size=n, p=act/act.sum())
-    cat = (c["cat_cum"][ci] < rng.random(n)[:, None]).sum(axis=1).clip(0, len(CATEGORIES)-1)
+    act = c["activity"]
+    ci = rng.choice(n_customers, size=n, p=act / act.sum())
+    cat = (c["cat_cum"][ci] < rng.random(n)[:, None]).sum(axis=1).clip(0, len(CATEGORIES) - 1)
     tab = np.array(list(_CAT_TABLE.values()))
     ticket, p_online0, risk = tab[cat, 1], tab[cat, 2], tab[cat, 3]
-    p0 = p_online0.clip(1e-6, 1-1e-6)
-    p_online = np.where(p_online0 > 0, _sigmoid(np.log(p0/(1-p0)) + c["online_shift"][ci]), 0.0)
+    p0 = p_online0.clip(1e-6, 1 - 1e-6)
+    p_online = np.where(p_online0 > 0, _sigmoid(np.log(p0 / (1 - p0)) + c["online_shift"][ci]), 0.0)
     online = rng.random(n) < p_online
     is_atm = cat == CATEGORIES.index("atm")
     channel = np.where(is_atm, 2, online.astype(np.int8))
     card_present = (~online & ((rng.random(n) < 0.98) | is_atm)).astype(np.int8)
-    p_abroad = np.minimum(c["travel"][ci]*np.where(cat == CATEGORIES.index("travel"), 4, 1)*np.where(online, 1.5, 1), 0.9)
+    p_abroad = np.minimum(
+        c["travel"][ci] * np.where(cat == CATEGORIES.index("travel"), 4, 1) * np.where(online, 1.5, 1), 0.9
+    )
     abroad = (rng.random(n) < p_abroad).astype(np.int8)
-    z = rng.normal(0, 1, n)                                   # how unusual the amount is for this customer
-    amount = np.round(c["typical_spend"][ci]*ticket*np.exp(c["spend_sigma"][ci]*z), 2).clip(0.5, None)
-    days_in = (ts - start_ns)//(24*_NS_HOUR)
+    z = rng.normal(0, 1, n)  # how unusual the amount is for this customer
+    amount = np.round(c["typical_spend"][ci] * ticket * np.exp(c["spend_sigma"][ci] * z), 2).clip(0.5, None)
+    days_in = (ts - start_ns) // (24 * _NS_HOUR)
     acct_age = c["opened_days_before"][ci] + days_in
     age = c["customer_age"][ci]
-    logit = (2.0*(hod < 6) + 1.2*np.clip(z, -1, 3) + 1.5*risk + 0.8*online + 0.6*(card_present == 0)
-             + 2.5*abroad + 2.5*np.exp(-acct_age/30) + 0.5*(age < 25) + 0.6*(age > 75)
-             + c["latent_risk"][ci] + rng.normal(0, 0.6, n))
-    cols = dict(ts=ts, customer_id=c["customer_id"][ci], amount=amount, cat=cat, channel=channel,
-                card_present=card_present, country_mismatch=abroad, customer_age=age,
-                account_age_days=acct_age.astype(np.int32))
+    logit = (
+        2.0 * (hod < 6)
+        + 1.2 * np.clip(z, -1, 3)
+        + 1.5 * risk
+        + 0.8 * online
+        + 0.6 * (card_present == 0)
+        + 2.5 * abroad
+        + 2.5 * np.exp(-acct_age / 30)
+        + 0.5 * (age < 25)
+        + 0.6 * (age > 75)
+        + c["latent_risk"][ci]
+        + rng.normal(0, 0.6, n)
+    )
+    cols = dict(
+        ts=ts,
+        customer_id=c["customer_id"][ci],
+        amount=amount,
+        cat=cat,
+        channel=channel,
+        card_present=card_present,
+        country_mismatch=abroad,
+        customer_age=age,
+        account_age_days=acct_age.astype(np.int32),
+    )
     return cols, logit, rng
 
 # %% ../nbs/02_data.ipynb #8937ba57
 @lru_cache(maxsize=32)
-def _intercept(seed:int, n_customers:int, start_ns:int, hours:int, fraud_rate:float, pilot:int=100_000) -> float:
+def _intercept(
+    seed: int, n_customers: int, start_ns: int, hours: int, fraud_rate: float, pilot: int = 100_000
+) -> float:
     "The fraud-model intercept that makes the expected fraud share `fraud_rate`."
-    import numpy as np
+
     _, logit, _ = _draw(seed, n_customers, start_ns, 0, hours, pilot, stream=(2,))
     lo, hi = -30.0, 30.0
     for _ in range(60):
-        mid = (lo+hi)/2
-        if _sigmoid(mid + logit).mean() < fraud_rate: lo = mid
-        else: hi = mid
-    return (lo+hi)/2
+        mid = (lo + hi) / 2
+        if _sigmoid(mid + logit).mean() < fraud_rate:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 # %% ../nbs/02_data.ipynb #bbe123f4
-def _partition(spec:tuple, seed:int, n_customers:int, start_ns:int, b0:float):
+def _partition(spec: tuple, seed: int, n_customers: int, start_ns: int, b0: float):
     "Generate partition `i` (rows `[offset, offset+n)`, hours `[h0, h1)`) as a pandas DataFrame."
-    import numpy as np, pandas as pd
+    import numpy as np
+    import pandas as pd
+
     i, offset, n, h0, h1 = spec
     cols, logit, rng = _draw(seed, n_customers, start_ns, h0, h1, n, stream=(1, i))
     is_fraud = (rng.random(n) < _sigmoid(b0 + logit)).astype(np.int8)
     cat_t, chan_t = _dtypes()
-    return pd.DataFrame({
-        "transaction_id": np.arange(offset+1, offset+n+1, dtype=np.int64),
-        "ts": cols["ts"].view("datetime64[ns]"),
-        "customer_id": cols["customer_id"], "amount": cols["amount"].astype(np.float64),
-        "merchant_category": pd.Categorical.from_codes(cols["cat"], dtype=cat_t),
-        "channel": pd.Categorical.from_codes(cols["channel"], dtype=chan_t),
-        "card_present": cols["card_present"], "country_mismatch": cols["country_mismatch"],
-        "customer_age": cols["customer_age"], "account_age_days": cols["account_age_days"],
-        "is_fraud": is_fraud}, index=pd.RangeIndex(offset, offset+n))
+    return pd.DataFrame(
+        {
+            "transaction_id": np.arange(offset + 1, offset + n + 1, dtype=np.int64),
+            "ts": cols["ts"].view("datetime64[ns]"),
+            "customer_id": cols["customer_id"],
+            "amount": cols["amount"].astype(np.float64),
+            "merchant_category": pd.Categorical.from_codes(cols["cat"], dtype=cat_t),
+            "channel": pd.Categorical.from_codes(cols["channel"], dtype=chan_t),
+            "card_present": cols["card_present"],
+            "country_mismatch": cols["country_mismatch"],
+            "customer_age": cols["customer_age"],
+            "account_age_days": cols["account_age_days"],
+            "is_fraud": is_fraud,
+        },
+        index=pd.RangeIndex(offset, offset + n),
+    )
 
 # %% ../nbs/02_data.ipynb #32d71448
-def _plan(n_rows:int, hours:int, npartitions:int, start_ns:int) -> list[tuple]:
+def _plan(n_rows: int, hours: int, npartitions: int, start_ns: int) -> list[tuple]:
     "Partition specs `(i, offset, n, h0, h1)`: whole-hour ranges, rows in proportion to volume."
     import numpy as np
-    edges = [(i*hours)//npartitions for i in range(npartitions+1)]
-    cw = np.concatenate([[0], np.cumsum(_hour_weights(start_ns, 0, hours))])
-    rows = [round(n_rows*cw[e]/cw[-1]) for e in edges]
-    return [(i, rows[i], rows[i+1]-rows[i], edges[i], edges[i+1]) for i in range(npartitions)]
 
-def make_transactions(n_rows:int=1_000_000, # number of transactions
-                      n_customers:int|None=None, # number of customers (default: one per 50 rows)
-                      start:str="2026-01-01", # first day covered (UTC)
-                      days:int=90, # number of days covered
-                      seed:int=0, # random seed: the same seed gives the same data
-                      npartitions:int|None=None, # partitions (default: one per 250,000 rows, at least 2)
-                      fraud_rate:float=0.02, # expected share of fraudulent transactions
-                     ) -> dd.DataFrame:
+    edges = [(i * hours) // npartitions for i in range(npartitions + 1)]
+    cw = np.concatenate([[0], np.cumsum(_hour_weights(start_ns, 0, hours))])
+    rows = [round(n_rows * cw[e] / cw[-1]) for e in edges]
+    return [(i, rows[i], rows[i + 1] - rows[i], edges[i], edges[i + 1]) for i in range(npartitions)]
+
+
+def make_transactions(
+    n_rows: int = 1_000_000,  # number of transactions
+    n_customers: int | None = None,  # number of customers (default: one per 50 rows)
+    start: str = "2026-01-01",  # first day covered (UTC)
+    days: int = 90,  # number of days covered
+    seed: int = 0,  # random seed: the same seed gives the same data
+    npartitions: int | None = None,  # partitions (default: one per 250,000 rows, at least 2)
+    fraud_rate: float = 0.02,  # expected share of fraudulent transactions
+) -> dd.DataFrame:
     "A lazy Dask DataFrame of card transactions with an `is_fraud` label, reproducible from `seed`."
-    import pandas as pd, dask.dataframe as dd
-    if n_rows < 0: raise ValueError(f"n_rows must be >= 0, got {n_rows}")
-    if days < 1: raise ValueError(f"days must be >= 1, got {days}")
-    if not 0 < fraud_rate < 1: raise ValueError(f"fraud_rate must be between 0 and 1, got {fraud_rate}")
-    n_customers = n_customers or max(1, n_rows//50)
-    hours = days*24
-    npartitions = npartitions or max(2, math.ceil(n_rows/250_000))
+    import dask.dataframe as dd
+    import pandas as pd
+
+    if n_rows < 0:
+        raise ValueError(f"n_rows must be >= 0, got {n_rows}")
+    if days < 1:
+        raise ValueError(f"days must be >= 1, got {days}")
+    if not 0 < fraud_rate < 1:
+        raise ValueError(f"fraud_rate must be between 0 and 1, got {fraud_rate}")
+    n_customers = n_customers or max(1, n_rows // 50)
+    hours = days * 24
+    npartitions = npartitions or max(2, math.ceil(n_rows / 250_000))
     npartitions = max(1, min(npartitions, hours, max(n_rows, 1)))
     start_ns = pd.Timestamp(start).as_unit("ns").value
     b0 = _intercept(seed, n_customers, start_ns, hours, float(fraud_rate))
     specs = _plan(n_rows, hours, npartitions, start_ns)
     kw = dict(seed=seed, n_customers=n_customers, start_ns=start_ns, b0=b0)
     meta = _partition((0, 0, 0, 0, 1), **kw)
-    divisions = [s[1] for s in specs] + [max(n_rows-1, 0)]
-    if any(s[2] == 0 for s in specs): divisions = None   # empty partitions: no sorted index to promise
+    divisions = [s[1] for s in specs] + [max(n_rows - 1, 0)]
+    if any(s[2] == 0 for s in specs):
+        divisions = None  # empty partitions: no sorted index to promise
     return dd.from_map(_partition, specs, meta=meta, divisions=divisions, label="make-transactions", **kw)
 
 # %% ../nbs/02_data.ipynb #e927a534
 def _compute(x, client=None):
     "Compute a Dask collection on `client` (or Dask's default scheduler)."
-    if client is None: return x.compute()
+    if client is None:
+        return x.compute()
     return client.compute(x, sync=True)
 
-def write_parquet(ddf:dd.DataFrame, # data to write
-                  path:str|Path, # target folder
-                  client=None, # `distributed.Client` (or a `ClusterHandle`) to write through
-                  overwrite:bool=True, # replace an existing folder at `path`
-                  metadata:dict|None=None, # written to `path/_mlscale.json` (e.g. how the data was made)
-                 ) -> Path:
+
+def write_parquet(
+    ddf: dd.DataFrame,  # data to write
+    path: str | Path,  # target folder
+    client=None,  # `distributed.Client` (or a `ClusterHandle`) to write through
+    overwrite: bool = True,  # replace an existing folder at `path`
+    metadata: dict | None = None,  # written to `path/_mlscale.json` (e.g. how the data was made)
+) -> Path:
     "Write `ddf` to a folder of Parquet files, all or nothing; return the folder."
     path = Path(path).expanduser().resolve()
-    if path.exists() and not overwrite: raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     client = getattr(client, "client", client)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent/f".{path.name}.tmp-{secrets.token_hex(4)}"
-    old = path.parent/f".{path.name}.old-{secrets.token_hex(4)}"
+    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+    old = path.parent / f".{path.name}.old-{secrets.token_hex(4)}"
     try:
-        job = ddf.to_parquet(tmp, engine="pyarrow", write_index=False, compute=False,
-                             name_function=lambda i: f"part-{i:05d}.parquet")
+        job = ddf.to_parquet(
+            tmp, engine="pyarrow", write_index=False, compute=False, name_function=lambda i: f"part-{i:05d}.parquet"
+        )
         _compute(job, client)
-        if metadata is not None: (tmp/"_mlscale.json").write_text(json.dumps(metadata, indent=1, default=str))
-        if path.exists(): path.rename(old)
+        if metadata is not None:
+            (tmp / "_mlscale.json").write_text(json.dumps(metadata, indent=1, default=str))
+        if path.exists():
+            path.rename(old)
         tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not path.exists(): old.rename(path)
+        if old.exists() and not path.exists():
+            old.rename(path)
         raise
     shutil.rmtree(old, ignore_errors=True)
     return path
 
-def read_parquet(path:str|Path, # folder written by `write_parquet` (or any Parquet data set)
-                 columns:list|None=None, # columns to read (default: all)
-                 **kwargs, # passed to `dask.dataframe.read_parquet`
-                ) -> dd.DataFrame:
+# %% ../nbs/02_data.ipynb #0dcf4c17
+def read_parquet(
+    path: str | Path,  # folder written by `write_parquet` (or any Parquet data set)
+    columns: list | None = None,  # columns to read (default: all)
+    **kwargs,  # passed to `dask.dataframe.read_parquet`
+) -> dd.DataFrame:
     "Read a Parquet folder lazily as a Dask DataFrame."
     import dask.dataframe as dd
+
     path = Path(path).expanduser()
-    if not path.exists(): raise FileNotFoundError(f"no Parquet data at {path}")
+    if not path.exists():
+        raise FileNotFoundError(f"no Parquet data at {path}")
     return dd.read_parquet(str(path), columns=columns, engine="pyarrow", **kwargs)
 
-def persist(ddf:dd.DataFrame, # the frame to compute and keep in the workers' memory
-            client=None, # `distributed.Client` or `ClusterHandle` (default: the current client)
-           ) -> dd.DataFrame:
+
+def persist(
+    ddf: dd.DataFrame,  # the frame to compute and keep in the workers' memory
+    client=None,  # `distributed.Client` or `ClusterHandle` (default: the current client)
+) -> dd.DataFrame:
     "Compute `ddf`'s partitions on the cluster and keep them there, as a Dask DataFrame backed by futures."
     # not `client.persist(ddf)`: a persisted column selection of `read_parquet` references partitions that
     # Parquet file fusion never created, and every later compute fails with "lost dependencies" (dask/dask#12488)
-    import dask.dataframe as dd, distributed
+    import dask.dataframe as dd
+    import distributed
+
     client = getattr(client, "client", client) or distributed.get_client()
     return dd.from_delayed(client.compute(ddf.to_delayed()), meta=ddf._meta, verify_meta=False)
 
 # %% ../nbs/02_data.ipynb #63eab5db
 def default_transactions_path() -> Path:
     "Where `write_transactions` writes by default: `<data_dir>/transactions`."
-    return Path(settings().data_dir)/"transactions"
+    return Path(settings().data_dir) / "transactions"
 
-def write_transactions(path:str|Path|None=None, # target folder (default: `default_transactions_path()`)
-                       n_rows:int=1_000_000, # number of transactions
-                       client=None, # `distributed.Client` or `ClusterHandle` to generate and write on
-                       overwrite:bool=True, # replace an existing folder
-                       **kwargs, # more `make_transactions` arguments: seed, days, npartitions, ...
-                      ) -> Path:
+
+def write_transactions(
+    path: str | Path | None = None,  # target folder (default: `default_transactions_path()`)
+    n_rows: int = 1_000_000,  # number of transactions
+    client=None,  # `distributed.Client` or `ClusterHandle` to generate and write on
+    overwrite: bool = True,  # replace an existing folder
+    **kwargs,  # more `make_transactions` arguments: seed, days, npartitions, ...
+) -> Path:
     "Generate transactions into a Parquet folder (one file per partition); return the folder."
     import time
+
     t0 = time.perf_counter()
     path = Path(path) if path is not None else default_transactions_path()
     ddf = make_transactions(n_rows, **kwargs)
     meta = dict(generator="mlscale_sdk.data.make_transactions", n_rows=n_rows, **kwargs)
     out = write_parquet(ddf, path, client=client, overwrite=overwrite, metadata=meta)
-    log.info(f"wrote {n_rows:,} transactions in {ddf.npartitions} files to {out} in {time.perf_counter()-t0:.1f}s")
+    log.info(f"wrote {n_rows:,} transactions in {ddf.npartitions} files to {out} in {time.perf_counter() - t0:.1f}s")
     return out
 
-def read_transactions(path:str|Path|None=None, # folder written by `write_transactions`
-                      columns:list|None=None, # columns to read (default: all)
-                     ) -> dd.DataFrame:
+
+def read_transactions(
+    path: str | Path | None = None,  # folder written by `write_transactions`
+    columns: list | None = None,  # columns to read (default: all)
+) -> dd.DataFrame:
     "Read transactions written by `write_transactions`, with their categorical types restored."
     path = Path(path) if path is not None else default_transactions_path()
     ddf = read_parquet(path, columns=columns)
@@ -282,21 +413,44 @@ def read_transactions(path:str|Path|None=None, # folder written by `write_transa
     return ddf.astype(types) if types else ddf
 
 # %% ../nbs/02_data.ipynb #a321ab8e
-BASIC_FEATURES = ("amount", "log_amount", "hour", "day_of_week", "merchant_category", "channel",
-                  "card_present", "country_mismatch", "customer_age", "account_age_days",
-                  "cust_amount_mean", "cust_amount_std", "cust_txn_count", "amount_to_customer_mean")
+BASIC_FEATURES = (
+    "amount",
+    "log_amount",
+    "hour",
+    "day_of_week",
+    "merchant_category",
+    "channel",
+    "card_present",
+    "country_mismatch",
+    "customer_age",
+    "account_age_days",
+    "cust_amount_mean",
+    "cust_amount_std",
+    "cust_txn_count",
+    "amount_to_customer_mean",
+)
 
-def basic_features(ddf:dd.DataFrame, # transactions (from `make_transactions` or `read_transactions`)
-                   target:str="is_fraud", # label column, kept when present
-                   keep:list|tuple=(), # extra columns to carry along, e.g. ["transaction_id"]
-                  ) -> tuple[dd.DataFrame, list[str]]:
+
+def basic_features(
+    ddf: dd.DataFrame,  # transactions (from `make_transactions` or `read_transactions`)
+    target: str = "is_fraud",  # label column, kept when present
+    keep: list | tuple = (),  # extra columns to carry along, e.g. ["transaction_id"]
+) -> tuple[dd.DataFrame, list[str]]:
     "Add simple per-row and per-customer features; return `(frame, feature_columns)`."
     import numpy as np
-    stats = (ddf.groupby("customer_id")["amount"].agg(["mean", "std", "count"])
-             .rename(columns={"mean": "cust_amount_mean", "std": "cust_amount_std", "count": "cust_txn_count"}))
+
+    stats = (
+        ddf.groupby("customer_id")["amount"]
+        .agg(["mean", "std", "count"])
+        .rename(columns={"mean": "cust_amount_mean", "std": "cust_amount_std", "count": "cust_txn_count"})
+    )
     out = ddf.merge(stats, left_on="customer_id", right_index=True, how="left")
-    out = out.assign(hour=out.ts.dt.hour.astype("int8"), day_of_week=out.ts.dt.dayofweek.astype("int8"),
-                     log_amount=np.log1p(out.amount), amount_to_customer_mean=out.amount/out.cust_amount_mean)
+    out = out.assign(
+        hour=out.ts.dt.hour.astype("int8"),
+        day_of_week=out.ts.dt.dayofweek.astype("int8"),
+        log_amount=np.log1p(out.amount),
+        amount_to_customer_mean=out.amount / out.cust_amount_mean,
+    )
     features = list(BASIC_FEATURES)
     cols = [*keep, *features] + ([target] if target in ddf.columns and target not in keep else [])
     return out[cols], features
