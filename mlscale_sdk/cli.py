@@ -5,6 +5,7 @@
 # %% ../nbs/11_cli.ipynb #226999b7
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ __all__ = ['MlscaleGroup', 'main', 'cluster', 'cluster_profiles', 'cluster_start
            'jobs_list', 'jobs_show', 'jobs_run', 'jobs_pause', 'jobs_resume', 'jobs_delete', 'jobs_history',
            'jobs_output', 'jobs_cancel', 'jobs_export', 'scheduler', 'scheduler_run', 'scheduler_status', 'monitor',
            'monitor_alerts', 'monitor_metrics', 'monitor_serve', 'monitor_push', 'monitor_drift', 'features',
-           'features_compute', 'features_apply', 'features_materialize', 'features_show']
+           'features_apply', 'features_materialize', 'features_show', 'features_training_frame']
 
 # %% ../nbs/11_cli.ipynb #fd6c0534
 _USER_ERRORS = (MlscaleError, ValueError, LookupError, FileNotFoundError, TimeoutError)
@@ -605,50 +606,108 @@ def monitor_drift(reference, current, columns, bins, psi_threshold, log_it, fail
     if fail_on_drift and r.drifted:
         sys.exit(2)
 
-# %% ../nbs/11_cli.ipynb #ccaf1cfc
+# %% ../nbs/11_cli.ipynb #fb046285
 @main.group(cls=MlscaleGroup)
 def features():
-    "Feature pipelines (Dask) and the project's Feast feature store."
+    "Feast feature views computed on Dask: apply, materialize, show, training frames."
 
-@features.command("compute")
-@click.option("--source", type=click.Path(), help="Transactions Parquet folder (default: the project's generated transactions).")
-@click.option("--out", type=click.Path(), help="Feature folder (default: <data_dir>/features/customer_txn).")
-@click.option("--profile", default="local", show_default=True, help="Cluster profile to compute on.")
-@click.option("-n", "--workers", type=int, help="Number of workers.")
-def features_compute(source, out, profile, workers):
-    "Compute, validate and write the feature table (partitioned Parquet)."
-    from mlscale_sdk import clusters, features as F
-    with clusters.start_cluster(profile, **({"n_workers": workers} if workers else {})) as c:
-        p = F.compute_features(source, path=out, client=c)
-    click.echo(f"features written to {p}")
 
+def _repo_option(f):
+    "The `--repo` option of the features commands."
+    return click.option("--repo", type=click.Path(file_okay=False), help="Feast repository (default: the project's).")(f)
+
+
+def _compute_options(f):
+    "Where a features command computes: a running cluster, a profile to start, or Dask's threads here."
+    f = click.option("--cluster", "cluster_name", help="A running cluster of the project's registry, by name.")(f)
+    f = click.option("--profile", help="Start a cluster from this profile for the command.")(f)
+    return click.option("-n", "--workers", type=int, help="Workers of the started cluster.")(f)
+
+
+@contextlib.contextmanager
+def _computing(cluster_name, profile, workers):
+    "A Dask client for a features command (None: Dask's threads in this process)."
+    from mlscale_sdk import clusters
+
+    if cluster_name:
+        from distributed import Client
+
+        with Client(clusters.get_cluster(cluster_name).scheduler_address) as c:
+            yield c
+    elif profile:
+        with clusters.start_cluster(profile, **({"n_workers": workers} if workers else {})) as h:
+            yield h
+    else:
+        yield None
+
+
+# %% ../nbs/11_cli.ipynb #346aa222
 @features.command("apply")
-@click.option("--source", type=click.Path(), help="Feature folder (default: <data_dir>/features/customer_txn).")
-@click.option("--ttl-days", default=365.0, show_default=True, help="How old a feature row may be and still count.")
-def features_apply(source, ttl_days):
-    "Register the entity and feature view in the project's Feast repository."
+@_repo_option
+def features_apply(repo):
+    "Apply the definitions in the repository's Python files (as `feast apply`, after mlscale's checks)."
     from mlscale_sdk import features as F
-    names = F.apply(source, ttl_days=ttl_days)
-    click.echo(f"registered {', '.join(names)} in {F.repo_path()} (online store: {F.online_store_config()['type']})")
+
+    names = F.apply_repo(repo)
+    click.echo(f"registered {', '.join(names) or 'nothing'} in {repo or F.repo_path()}")
+
 
 @features.command("materialize")
-@click.option("--end", help="Materialize up to this time (ISO 8601, default: now).")
-@click.option("--start", help="From this time (default: incremental).")
-def features_materialize(end, start):
-    "Load the newest feature values per customer into the online store."
-    import pandas as pd
+@click.option("--end", help="Up to this time (ISO 8601, default: now).")
+@click.option("--start", help="From this time (default: incremental, where each view's last run stopped).")
+@click.option("--view", "views", multiple=True, help="A view to materialize, repeatable (default: all).")
+@_repo_option
+@_compute_options
+def features_materialize(end, start, views, repo, cluster_name, profile, workers):
+    "Load the newest feature values into the online store, computed as Dask tasks."
     from mlscale_sdk import features as F
-    r = F.materialize(end=pd.Timestamp(end) if end else None, start=pd.Timestamp(start) if start else None)
-    click.echo(f"materialized {r['entities']:,} customers ({r['rows']:,} rows) from {r['start']} to {r['end']} in {r['seconds']}s")
+
+    with _computing(cluster_name, profile, workers):
+        m = F.materialize(end=end, start=start, views=list(views) or None, repo=repo)
+    for v in m.views:
+        click.echo(f"{v['view']:<24} {v['entities']:>10,} entities  {v['seconds']:>7.2f} s")
+    click.echo(f"materialized up to {m.end.isoformat()} in {m.seconds:.1f} s")
+
 
 @features.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def features_show(as_json):
-    "Show the feature repository: online store, entities, views, materialization."
+@_repo_option
+def features_show(as_json, repo):
+    "Show the repository: online store, entities, views, sources, how far each is materialized."
     from mlscale_sdk import features as F
-    info = F.show()
-    if as_json: click.echo(json.dumps(info, indent=1)); return
-    click.echo(f"repo          {info['repo']}\nonline store  {info['online_store']}\nentities      {', '.join(info['entities'])}")
+
+    info = F.show(repo)
+    if as_json:
+        click.echo(json.dumps(info, indent=1))
+        return
+    click.echo(f"repo          {info['repo']}\nonline store  {info['online_store']}")
+    click.echo(f"entities      {', '.join(info['entities'])}")
     for v in info["feature_views"]:
-        click.echo(f"view          {v['name']}: {len(v['features'])} features, ttl {v['ttl_days']:g} days, "
-                   f"materialized until {v['materialized_until'] or '-'}\n  source      {v['source']}\n  features    {', '.join(v['features'])}")
+        click.echo(f"view          {v['name']} ({v['kind']}): {len(v['features'])} features, "
+                   f"materialized until {v['materialized_until'] or '-'}")
+        click.echo(f"  source      {v['source']}\n  features    {', '.join(v['features'])}")
+
+
+@features.command("training-frame")
+@click.argument("events", type=click.Path(exists=True))
+@click.option("-f", "--features", "feats", multiple=True, required=True,
+              help="A feature service, view, feature or view:feature; repeatable.")
+@click.option("--timestamp", help="The events' time column (default: event_timestamp).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Parquet file to write.")
+@_repo_option
+@_compute_options
+def features_training_frame(events, feats, timestamp, out, repo, cluster_name, profile, workers):
+    "Join features point in time to EVENTS (a Parquet or CSV file) and write the training frame."
+    import pandas as pd
+
+    from mlscale_sdk import features as F
+
+    ev = pd.read_csv(events) if events.endswith(".csv") else pd.read_parquet(events)
+    if timestamp and timestamp in ev.columns:
+        ev[timestamp] = pd.to_datetime(ev[timestamp], utc=True)
+    want = feats[0] if len(feats) == 1 else list(feats)
+    with _computing(cluster_name, profile, workers):
+        tf = F.training_frame(ev, want, timestamp=timestamp, repo=repo)
+    tf.to_parquet(out, index=False)
+    click.echo(f"{len(tf):,} rows x {tf.shape[1]} columns written to {out}")
+
