@@ -25,10 +25,11 @@ demo: venv
 system:
 	@.ci/install-system.sh
 
-## test: notebooks in step with the library, notebook tests (nbdev-test), then pytest
+## test: the notebook tests (every notebook executed once, by the docs build, which keeps their outputs for the site),
+## then pytest (tests/test_docs.py checks that site instead of building another)
 test: venv system
-	$(VENV)/bin/nbdev-test --n-workers 1 --timing
-	$(PY) -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) tools/build_docs.py --dest _docs
+	MLSCALE_DOCS_SITE="$(CURDIR)/_docs" $(PY) -m pytest $(PYTEST_ARGS)
 
 ## bench: the benchmark scripts, each printing ratios against the raw library
 bench: venv

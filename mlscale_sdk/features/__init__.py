@@ -38,7 +38,9 @@ class FeatureNotFoundError(NotFoundError):
 def check_name(name, what: str = "name") -> str:
     "`name` if it is a valid view, entity or feature name (letters, digits, `_`), else a `ValueError`."
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"{what} must be letters, digits and '_' (at most 63, not starting with a digit), got {name!r}")
+        raise ValueError(
+            f"{what} must be letters, digits and '_' (at most 63, not starting with a digit), got {name!r}"
+        )
     return name
 
 
@@ -72,8 +74,9 @@ def repo_path() -> Path:
     return settings().state_dir / "feature_repo"
 
 
-def online_store_config(online: str | None = None,  # `sqlite` or `redis://[:password@]host[:port][/db]`
-                        ) -> dict:
+def online_store_config(
+    online: str | None = None,  # `sqlite` or `redis://[:password@]host[:port][/db]`
+) -> dict:
     "The `online_store` section of `feature_store.yaml` for an online-store setting."
     online = (online if online is not None else settings().feast_online) or "sqlite"
     if online == "sqlite":
@@ -91,19 +94,26 @@ def online_store_config(online: str | None = None,  # `sqlite` or `redis://[:pas
     raise ValueError(f"feast_online must be 'sqlite' or a redis:// URL, got {online!r}")
 
 
-def init_repo(path: str | Path | None = None,  # repository folder (default: `repo_path()`)
-              online: str | None = None,  # online-store setting (default: the `feast_online` setting)
-              project: str = "mlscale",  # Feast project name
-              engine: dict | None = None,  # extra `batch_engine` options, e.g. `{"cluster": "nightly"}`
-              ) -> Path:
+def init_repo(
+    path: str | Path | None = None,  # repository folder (default: `repo_path()`)
+    online: str | None = None,  # online-store setting (default: the `feast_online` setting)
+    project: str = "mlscale",  # Feast project name
+    engine: dict | None = None,  # extra `batch_engine` options, e.g. `{"cluster": "nightly"}`
+) -> Path:
     "Create (or update) the repository's `feature_store.yaml` with mlscale's engine and store; return the folder."
     import yaml
 
     path = Path(path) if path is not None else repo_path()
     (path / "data").mkdir(parents=True, exist_ok=True)
-    cfg = {"project": check_name(project, "project"), "provider": "local", "registry": "data/registry.db",
-           "online_store": online_store_config(online), "offline_store": {"type": OFFLINE},
-           "batch_engine": {"type": ENGINE, **(engine or {})}, "entity_key_serialization_version": 3}
+    cfg = {
+        "project": check_name(project, "project"),
+        "provider": "local",
+        "registry": "data/registry.db",
+        "online_store": online_store_config(online),
+        "offline_store": {"type": OFFLINE},
+        "batch_engine": {"type": ENGINE, **(engine or {})},
+        "entity_key_serialization_version": 3,
+    }
     text = "# written by mlscale_sdk.features.init_repo\n" + yaml.safe_dump(cfg, sort_keys=False)
     f = path / "feature_store.yaml"
     if not f.exists() or f.read_text() != text:
@@ -114,8 +124,9 @@ def init_repo(path: str | Path | None = None,  # repository folder (default: `re
 _stores: dict = {}
 
 
-def store(path: str | Path | None = None,  # repository folder (default: the project's, created if missing)
-          ):
+def store(
+    path: str | Path | None = None,  # repository folder (default: the project's, created if missing)
+):
     "The Feast `FeatureStore` of a repository (cached per folder and configuration)."
     path = Path(path) if path is not None else repo_path()
     if not (path / "feature_store.yaml").exists():
@@ -231,19 +242,20 @@ def _aggregations(windows: dict, columns) -> list:
     return out
 
 # %% ../../nbs/03_features.ipynb #c27339db
-def view(name: str,  # the view's name
-         source,  # Parquet file/folder, or a pandas/Dask frame (written to the data folder)
-         entities: dict,  # entity name -> join key column, e.g. `{"device": "device_id"}`; several for composite keys
-         timestamp: str,  # event time column
-         features: list | None = None,  # columns to serve (default: all but keys and times)
-         windows: dict | None = None,  # `{name: (column, function, window)}`, e.g. `{"t_1h": ("temp", "mean", "1h")}`
-         transform: Callable | None = None,  # pandas function applied to the rows (whole entities per call)
-         ttl="365d",  # how old a row may be and still be joined or served
-         created: str | None = None,  # created-time column breaking ties between rows of one instant
-         checks: dict | None = None,  # declared checks (`features.validate`)
-         description: str = "",
-         client=None,  # Dask client writing a frame source
-         ) -> View:
+def view(
+    name: str,  # the view's name
+    source,  # Parquet file/folder, or a pandas/Dask frame (written to the data folder)
+    entities: dict,  # entity name -> join key column, e.g. `{"device": "device_id"}`; several for composite keys
+    timestamp: str,  # event time column
+    features: list | None = None,  # columns to serve (default: all but keys and times)
+    windows: dict | None = None,  # `{name: (column, function, window)}`, e.g. `{"t_1h": ("temp", "mean", "1h")}`
+    transform: Callable | None = None,  # pandas function applied to the rows (whole entities per call)
+    ttl="365d",  # how old a row may be and still be joined or served
+    created: str | None = None,  # created-time column breaking ties between rows of one instant
+    checks: dict | None = None,  # declared checks (`features.validate`)
+    description: str = "",
+    client=None,  # Dask client writing a frame source
+) -> View:
     "Declare a feature view over your data (nothing is registered until `apply`)."
     from feast import BatchFeatureView, FeatureView, FileSource
 
@@ -258,13 +270,23 @@ def view(name: str,  # the view's name
     sample = transform(raw) if transform is not None else raw
     keys = list(entities.values())
     schema = _schema(sample, keys, {*keys, timestamp, created}, features, windows or {})
-    src = FileSource(name=f"{name}_source", path=str(path), timestamp_field=timestamp,
-                     created_timestamp_column=created or "")
-    kw = dict(name=name, entities=ents, source=src, ttl=duration(ttl), schema=schema, online=True,
-              description=description, tags=checks_tags(checks))
+    src = FileSource(
+        name=f"{name}_source", path=str(path), timestamp_field=timestamp, created_timestamp_column=created or ""
+    )
+    kw = dict(
+        name=name,
+        entities=ents,
+        source=src,
+        ttl=duration(ttl),
+        schema=schema,
+        online=True,
+        description=description,
+        tags=checks_tags(checks),
+    )
     if windows or transform is not None:
-        fv = BatchFeatureView(mode="pandas", udf=transform or _identity, aggregations=_aggregations(windows or {},
-                              sample.columns), **kw)
+        fv = BatchFeatureView(
+            mode="pandas", udf=transform or _identity, aggregations=_aggregations(windows or {}, sample.columns), **kw
+        )
         fv = keep_aggregations(fv)
     else:
         fv = FeatureView(**kw)
@@ -280,7 +302,7 @@ def _objects(views) -> list:
     "The Feast objects of `views` (View wrappers or Feast objects), entities first, without duplicates."
     out, seen = [], set()
     for v in views:
-        for o in (v.objects() if isinstance(v, View) else [v]):
+        for o in v.objects() if isinstance(v, View) else [v]:
             key = (type(o).__name__, o.name)
             if key not in seen:
                 seen.add(key)
@@ -288,9 +310,10 @@ def _objects(views) -> list:
     return out
 
 
-def apply(*views,  # `View`s from `view(...)`, or Feast objects (entities, feature views)
-          repo: str | Path | None = None,  # repository folder (default: the project's)
-          ) -> list:
+def apply(
+    *views,  # `View`s from `view(...)`, or Feast objects (entities, feature views)
+    repo: str | Path | None = None,  # repository folder (default: the project's)
+) -> list:
     "Register views (and their entities) in the Feast repository; return the names registered."
     from mlscale_sdk.features.definitions import check_supported
 
@@ -302,13 +325,14 @@ def apply(*views,  # `View`s from `view(...)`, or Feast objects (entities, featu
     return [o.name for o in objs]
 
 # %% ../../nbs/03_features.ipynb #a6d99c41
-def apply_repo(repo: str | Path | None = None,  # repository folder (default: the project's)
-               ) -> list:
+def apply_repo(
+    repo: str | Path | None = None,  # repository folder (default: the project's)
+) -> list:
     "Apply every definition in the repository's Python files, as `feast apply` does; return the names."
-    from feast.repo_operations import parse_repo
-
     import os
     import sys
+
+    from feast.repo_operations import parse_repo
 
     path = (Path(repo) if repo is not None else repo_path()).resolve()
     store(path)
@@ -349,11 +373,12 @@ def _utc(t) -> datetime:
     return (t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")).to_pydatetime()
 
 
-def materialize(end=None,  # up to here (default: now)
-                start=None,  # from here (default: incremental, from where the last run of each view stopped)
-                views: list | None = None,  # view names (default: all)
-                repo: str | Path | None = None,  # repository folder
-                ) -> Materialization:
+def materialize(
+    end=None,  # up to here (default: now)
+    start=None,  # from here (default: incremental, from where the last run of each view stopped)
+    views: list | None = None,  # view names (default: all)
+    repo: str | Path | None = None,  # repository folder
+) -> Materialization:
     "Load the newest feature values into the online store, computed as Dask tasks."
     fs = store(repo)
     known = {v.name for v in fs.list_feature_views() + fs.list_batch_feature_views()}
@@ -406,32 +431,38 @@ def wanted(features, repo=None):
     return refs(features, repo)
 
 
-def training_frame(entity_df: pd.DataFrame,  # events: the join keys, a timestamp column, labels, anything else
-                   features,  # a feature service's name, or view names, feature names, `view:feature` references
-                   timestamp: str | None = None,  # the events' time column (default: `event_timestamp`)
-                   repo: str | Path | None = None,  # repository folder
-                   full_feature_names: bool = False,  # name the columns `view__feature`
-                   ) -> pd.DataFrame:
+def training_frame(
+    entity_df: pd.DataFrame,  # events: the join keys, a timestamp column, labels, anything else
+    features,  # a feature service's name, or view names, feature names, `view:feature` references
+    timestamp: str | None = None,  # the events' time column (default: `event_timestamp`)
+    repo: str | Path | None = None,  # repository folder
+    full_feature_names: bool = False,  # name the columns `view__feature`
+) -> pd.DataFrame:
     "Point-in-time correct training frame, computed on the Dask cluster, rows in the order of `entity_df`."
     edf = entity_df.rename(columns={timestamp: "event_timestamp"}) if timestamp else entity_df
     if "event_timestamp" not in edf.columns:
         raise ValueError(f"entity_df needs a time column: pass timestamp=...; it has {list(entity_df.columns)}")
-    out = store(repo).get_historical_features(entity_df=edf, features=wanted(features, repo),
-                                              full_feature_names=full_feature_names).to_df()
+    out = (
+        store(repo)
+        .get_historical_features(entity_df=edf, features=wanted(features, repo), full_feature_names=full_feature_names)
+        .to_df()
+    )
     return out.rename(columns={"event_timestamp": timestamp}) if timestamp else out
 
 
-def online(entity_rows,  # `[{"device_id": 7}, ...]` or a frame with the join keys
-           features,  # a feature service's name, or view names, feature names, `view:feature` references
-           repo: str | Path | None = None,  # repository folder
-           ) -> pd.DataFrame:
+def online(
+    entity_rows,  # `[{"device_id": 7}, ...]` or a frame with the join keys
+    features,  # a feature service's name, or view names, feature names, `view:feature` references
+    repo: str | Path | None = None,  # repository folder
+) -> pd.DataFrame:
     "Served feature values for entity rows, in their order."
     rows = entity_rows.to_dict("records") if hasattr(entity_rows, "to_dict") else list(entity_rows)
     return store(repo).get_online_features(features=wanted(features, repo), entity_rows=rows).to_df()
 
 # %% ../../nbs/03_features.ipynb #fe8e98db
-def show(repo: str | Path | None = None,  # repository folder
-         ) -> dict:
+def show(
+    repo: str | Path | None = None,  # repository folder
+) -> dict:
     "The repository: configuration, entities, feature views, their sources and materialized ranges."
     path = Path(repo) if repo is not None else repo_path()
     if not (path / "feature_store.yaml").exists():
@@ -440,9 +471,20 @@ def show(repo: str | Path | None = None,  # repository folder
     views = []
     for fv in {v.name: v for v in fs.list_feature_views() + fs.list_batch_feature_views()}.values():
         iv = fv.materialization_intervals
-        views.append({"name": fv.name, "kind": type(fv).__name__, "entities": list(fv.entities),
-                      "ttl_s": fv.ttl.total_seconds() if fv.ttl else None, "features": [f.name for f in fv.features],
-                      "source": getattr(fv.batch_source, "path", None),
-                      "materialized_until": max(e for _, e in iv).isoformat() if iv else None})
-    return {"repo": str(path), "online_store": fs.config.online_store.type,
-            "entities": sorted(e.name for e in fs.list_entities()), "feature_views": views}
+        views.append(
+            {
+                "name": fv.name,
+                "kind": type(fv).__name__,
+                "entities": list(fv.entities),
+                "ttl_s": fv.ttl.total_seconds() if fv.ttl else None,
+                "features": [f.name for f in fv.features],
+                "source": getattr(fv.batch_source, "path", None),
+                "materialized_until": max(e for _, e in iv).isoformat() if iv else None,
+            }
+        )
+    return {
+        "repo": str(path),
+        "online_store": fs.config.online_store.type,
+        "entities": sorted(e.name for e in fs.list_entities()),
+        "feature_views": views,
+    }

@@ -37,9 +37,11 @@ def _aggregation_problems(fv) -> list:
     "Problems with a view's aggregations."
     aggs = aggregations_of(fv)
     if aggs and AGG_TAG not in (fv.tags or {}):
-        return ["Feast 0.67's registry does not store a BatchFeatureView's aggregations (its FeatureView proto "
-                "has no field for them): wrap the view in `mlscale_sdk.features.keep_aggregations(...)`, which "
-                f"records them in the view's tags ({AGG_TAG})"]
+        return [
+            "Feast 0.67's registry does not store a BatchFeatureView's aggregations (its FeatureView proto "
+            "has no field for them): wrap the view in `mlscale_sdk.features.keep_aggregations(...)`, which "
+            f"records them in the view's tags ({AGG_TAG})"
+        ]
     out = []
     names = {f.name for f in fv.features}
     for a in aggs:
@@ -57,9 +59,15 @@ AGG_TAG = "mlscale.aggregations"  # the Feast tag that keeps a view's aggregatio
 
 def keep_aggregations(fv):
     "`fv` with its aggregations also recorded in its tags, so that they survive Feast's registry."
-    aggs = [{"column": a.column, "function": a.function, "name": a.name or None,
-             "seconds": a.time_window.total_seconds() if a.time_window else None}
-            for a in getattr(fv, "aggregations", None) or []]
+    aggs = [
+        {
+            "column": a.column,
+            "function": a.function,
+            "name": a.name or None,
+            "seconds": a.time_window.total_seconds() if a.time_window else None,
+        }
+        for a in getattr(fv, "aggregations", None) or []
+    ]
     if aggs:
         fv.tags = {**(fv.tags or {}), AGG_TAG: json.dumps(aggs, sort_keys=True)}
     return fv
@@ -75,8 +83,15 @@ def aggregations_of(fv) -> list:
         return own
     try:
         aggs = json.loads(raw)
-        return [Aggregation(column=a["column"], function=a["function"], name=a.get("name"),
-                            time_window=timedelta(seconds=a["seconds"]) if a.get("seconds") else None) for a in aggs]
+        return [
+            Aggregation(
+                column=a["column"],
+                function=a["function"],
+                name=a.get("name"),
+                time_window=timedelta(seconds=a["seconds"]) if a.get("seconds") else None,
+            )
+            for a in aggs
+        ]
     except (ValueError, KeyError, TypeError) as e:
         raise FeatureDefinitionError(f"view {fv.name!r}: tag {AGG_TAG} is malformed ({e})") from None
 
@@ -132,18 +147,30 @@ def _path(src, repo_path) -> str:
     return str(Path(repo_path) / p)
 
 
-def spec_of(fv,  # a Feast FeatureView or BatchFeatureView
-            repo_path=None,  # the repository folder (for relative source paths)
-            ) -> ViewSpec:
+def spec_of(
+    fv,  # a Feast FeatureView or BatchFeatureView
+    repo_path=None,  # the repository folder (for relative source paths)
+) -> ViewSpec:
     "The `ViewSpec` of a supported Feast feature view (raises `FeatureDefinitionError` otherwise)."
     check_supported([fv])
     src = fv.batch_source
     tr = getattr(fv, "feature_transformation", None)
-    wins = tuple(Window(a.resolved_name(a.time_window), a.column, a.function, a.time_window.total_seconds())
-                 for a in aggregations_of(fv))
+    wins = tuple(
+        Window(a.resolved_name(a.time_window), a.column, a.function, a.time_window.total_seconds())
+        for a in aggregations_of(fv)
+    )
     ttl = fv.ttl.total_seconds() if fv.ttl else None
-    return ViewSpec(name=fv.name, join_keys=tuple(c.name for c in fv.entity_columns), timestamp=src.timestamp_field,
-                    features=tuple(f.name for f in fv.features), path=_path(src, repo_path),
-                    created=src.created_timestamp_column or None, ttl=ttl or None,
-                    udf=portable(getattr(tr, "udf", None)), windows=wins, field_mapping=dict(src.field_mapping or {}),
-                    filter=getattr(fv, "filter", None) or None, checks=checks_of(fv))
+    return ViewSpec(
+        name=fv.name,
+        join_keys=tuple(c.name for c in fv.entity_columns),
+        timestamp=src.timestamp_field,
+        features=tuple(f.name for f in fv.features),
+        path=_path(src, repo_path),
+        created=src.created_timestamp_column or None,
+        ttl=ttl or None,
+        udf=portable(getattr(tr, "udf", None)),
+        windows=wins,
+        field_mapping=dict(src.field_mapping or {}),
+        filter=getattr(fv, "filter", None) or None,
+        checks=checks_of(fv),
+    )

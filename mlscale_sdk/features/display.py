@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from html import escape
 
-_CARD = ("font-family:var(--jp-ui-font-family,sans-serif);font-size:var(--jp-ui-font-size1,13px);"
-         "color:var(--jp-ui-font-color1,inherit);border:1px solid var(--jp-border-color2,#ccc);"
-         "border-radius:4px;padding:6px 10px;display:inline-block")
+_CARD = (
+    "font-family:var(--jp-ui-font-family,sans-serif);font-size:var(--jp-ui-font-size1,13px);"
+    "color:var(--jp-ui-font-color1,inherit);border:1px solid var(--jp-border-color2,#ccc);"
+    "border-radius:4px;padding:6px 10px;display:inline-block"
+)
 _TH = "text-align:left;padding:1px 8px 1px 0;color:var(--jp-ui-font-color2,#666);font-weight:normal"
 
 
@@ -28,8 +30,15 @@ def view_html(v) -> str:
     wins = ", ".join(f"{n} = {fn}({c}) over {w}" for n, (c, fn, w) in v.windows.items()) or "none"
     feats = ", ".join(f"{f.name}: {f.dtype}" for f in v.view.features)
     ttl = v.view.ttl
-    rows = [("entities", keys), ("timestamp", v.timestamp), ("source", v.path), ("ttl", ttl or "none"),
-            ("features", feats), ("windows", wins), ("checks", ", ".join(v.checks or {}) or "none")]
+    rows = [
+        ("entities", keys),
+        ("timestamp", v.timestamp),
+        ("source", v.path),
+        ("ttl", ttl or "none"),
+        ("features", feats),
+        ("windows", wins),
+        ("checks", ", ".join(v.checks or {}) or "none"),
+    ]
     kind = type(v.view).__name__
     return f"<div style='{_CARD}'><b>{escape(v.name)}</b> <i>{escape(kind)}</i>{_table(rows)}</div>"
 

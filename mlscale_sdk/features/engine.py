@@ -80,8 +80,9 @@ def write_online(engine, fv, df, task: MaterializationTask) -> int:
     bar = task.tqdm_builder(len(df)) if task.tqdm_builder else None
     for batch in table.to_batches(max_chunksize=engine.config.write_batch_rows):
         rows = _convert_arrow_to_proto(batch, fv, keys)
-        engine.online_store.online_write_batch(config=engine.repo_config, table=fv, data=rows,
-                                               progress=bar.update if bar else None)
+        engine.online_store.online_write_batch(
+            config=engine.repo_config, table=fv, data=rows, progress=bar.update if bar else None
+        )
     if bar:
         bar.close()
     return len(df)
@@ -138,8 +139,13 @@ class DaskComputeEngine(ComputeEngine):
         df = df.drop(columns=[c for c in ("_part",) if c in df.columns])
         df[spec.timestamp] = utc(df[spec.timestamp])
         n = write_online(self, fv, df, task)
-        stats = {"view": fv.name, "start": start.isoformat(), "end": end.isoformat(), "entities": n,
-                 "seconds": round(time.perf_counter() - t0, 3)}
+        stats = {
+            "view": fv.name,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "entities": n,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
         log.info(f"materialized {n} entities of {fv.name} in {stats['seconds']}s")
         self.history.append(stats)
         return stats

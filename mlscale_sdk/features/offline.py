@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from feast.infra.offline_stores.dask import DaskOfflineStore as _FeastDaskStore
-from feast.infra.offline_stores.dask import DaskOfflineStoreConfig as _FeastDaskConfig
-from feast.infra.offline_stores.dask import DaskRetrievalJob
+from feast.infra.offline_stores.dask import (
+    DaskOfflineStore as _FeastDaskStore,
+    DaskOfflineStoreConfig as _FeastDaskConfig,
+    DaskRetrievalJob,
+)
 
 from .compute import historical, utc
 from .definitions import FeatureDefinitionError, spec_of
@@ -36,8 +38,10 @@ def event_column(entity_df) -> str:
         return DEFAULT
     dts = [c for c, t in entity_df.dtypes.items() if getattr(t, "kind", "") == "M"]
     if len(dts) != 1:
-        raise FeatureDefinitionError(f"the entity frame needs a {DEFAULT!r} column (or exactly one datetime column); "
-                                     f"it has {list(entity_df.columns)}")
+        raise FeatureDefinitionError(
+            f"the entity frame needs a {DEFAULT!r} column (or exactly one datetime column); "
+            f"it has {list(entity_df.columns)}"
+        )
     return dts[0]
 
 
@@ -49,8 +53,9 @@ def _events(entity_df, ts: str, partition_rows: int):
     if isinstance(entity_df, dd.DataFrame):
         return entity_df.assign(**{ts: entity_df[ts].map_partitions(utc, meta=(ts, "datetime64[ns, UTC]"))})
     if not isinstance(entity_df, pd.DataFrame):
-        raise FeatureDefinitionError("historical retrieval needs an entity DataFrame (pandas or Dask); "
-                                     f"got {type(entity_df).__name__}")
+        raise FeatureDefinitionError(
+            f"historical retrieval needs an entity DataFrame (pandas or Dask); got {type(entity_df).__name__}"
+        )
     df = entity_df.reset_index(drop=True).assign(**{ts: utc(entity_df[ts]).to_numpy()}, _row=range(len(entity_df)))
     return dd.from_pandas(df, npartitions=max(1, -(-len(df) // partition_rows)), sort=False)
 
@@ -71,12 +76,13 @@ def _join_view(ddf, fv, feats: list, ts: str, full: bool, repo_path):
     return out
 
 
-def retrieve(entity_df,  # events (pandas or Dask)
-             views: dict,  # Feast view -> requested feature names
-             full_feature_names: bool = False,  # name features `view__feature`
-             repo_path=None,  # repository folder (relative source paths)
-             partition_rows: int = 200_000,  # entity rows per partition
-             ):
+def retrieve(
+    entity_df,  # events (pandas or Dask)
+    views: dict,  # Feast view -> requested feature names
+    full_feature_names: bool = False,  # name features `view__feature`
+    repo_path=None,  # repository folder (relative source paths)
+    partition_rows: int = 200_000,  # entity rows per partition
+):
     "The lazy Dask frame of `entity_df` with every requested feature joined point in time."
     ts = event_column(entity_df)
     ddf = _events(entity_df, ts, partition_rows)
@@ -104,22 +110,32 @@ class DaskOfflineStore(_FeastDaskStore):
     "Feast's Dask file store with point-in-time joins that transform, window and run on the Dask cluster."
 
     @staticmethod
-    def get_historical_features(config, feature_views, feature_refs, entity_df, registry, project,
-                                full_feature_names: bool = False, **kwargs) -> RowOrderedJob:
+    def get_historical_features(
+        config, feature_views, feature_refs, entity_df, registry, project, full_feature_names: bool = False, **kwargs
+    ) -> RowOrderedJob:
         from feast.infra.offline_stores.offline_store import RetrievalMetadata
         from feast.on_demand_feature_view import OnDemandFeatureView
         from feast.utils import _get_requested_feature_views_to_features_dict
 
         if entity_df is None or isinstance(entity_df, str):
-            raise FeatureDefinitionError("the mlscale offline store needs an entity DataFrame "
-                                         "(entity-less retrieval and SQL entity queries are not supported)")
+            raise FeatureDefinitionError(
+                "the mlscale offline store needs an entity DataFrame "
+                "(entity-less retrieval and SQL entity queries are not supported)"
+            )
         odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
         views, _ = _get_requested_feature_views_to_features_dict(feature_refs, feature_views, odfvs)
         rows = getattr(config.offline_store, "partition_rows", 200_000)
         ts = event_column(entity_df)
-        meta = RetrievalMetadata(features=feature_refs, keys=[c for c in entity_df.columns if c != ts],
-                                 min_event_timestamp=None, max_event_timestamp=None)
-        return RowOrderedJob(evaluation_function=lambda: retrieve(entity_df, views, full_feature_names,
-                                                                  config.repo_path, rows),
-                             full_feature_names=full_feature_names, repo_path=str(config.repo_path),
-                             on_demand_feature_views=odfvs, metadata=meta)
+        meta = RetrievalMetadata(
+            features=feature_refs,
+            keys=[c for c in entity_df.columns if c != ts],
+            min_event_timestamp=None,
+            max_event_timestamp=None,
+        )
+        return RowOrderedJob(
+            evaluation_function=lambda: retrieve(entity_df, views, full_feature_names, config.repo_path, rows),
+            full_feature_names=full_feature_names,
+            repo_path=str(config.repo_path),
+            on_demand_feature_views=odfvs,
+            metadata=meta,
+        )

@@ -44,12 +44,19 @@ def _column(name: str, rules: dict):
         checks.append(pa.Check.isin(list(rules["isin"])))
     if kind == "datetime":
         checks.append(pa.Check(lambda s: s.dtype.kind == "M", element_wise=False, name="is_datetime"))
-    return pa.Column(kinds.get(kind) if kind else None, checks=checks, nullable=bool(rules.get("nullable", True)),
-                     coerce=kind in ("int", "float"), required=True, name=name)
+    return pa.Column(
+        kinds.get(kind) if kind else None,
+        checks=checks,
+        nullable=bool(rules.get("nullable", True)),
+        coerce=kind in ("int", "float"),
+        required=True,
+        name=name,
+    )
 
 
-def checks_schema(checks: dict,  # `{column: rules, "unique": [columns]}`
-                  ):
+def checks_schema(
+    checks: dict,  # `{column: rules, "unique": [columns]}`
+):
     "A pandera `DataFrameSchema` for a checks declaration."
     import pandera.pandas as pa
 
@@ -65,9 +72,10 @@ def checks_schema(checks: dict,  # `{column: rules, "unique": [columns]}`
 REPORT_COLUMNS = ["column", "check", "failures", "examples"]
 
 
-def failures(df: pd.DataFrame,  # rows to check
-             checks: dict,  # the declaration
-             ) -> pd.DataFrame:
+def failures(
+    df: pd.DataFrame,  # rows to check
+    checks: dict,  # the declaration
+) -> pd.DataFrame:
     "One row per failed check of `df`: column, check, number of failing rows and up to three examples."
     import pandas as pd
     import pandera.errors as pe
@@ -79,13 +87,17 @@ def failures(df: pd.DataFrame,  # rows to check
         fc = e.failure_cases.assign(column=lambda d: d["column"].fillna(d["schema_context"]).astype(str))
         fc["check"] = fc["check"].astype(str)
         g = fc.groupby(["column", "check"], sort=True)["failure_case"]
-        return pd.DataFrame({"failures": g.size(), "examples": g.agg(lambda s: [str(x) for x in s.head(3)])}
-                            ).reset_index()[REPORT_COLUMNS].astype({"failures": "int64"})
+        return (
+            pd.DataFrame({"failures": g.size(), "examples": g.agg(lambda s: [str(x) for x in s.head(3)])})
+            .reset_index()[REPORT_COLUMNS]
+            .astype({"failures": "int64"})
+        )
 
 
-def report(parts: pd.DataFrame,  # `failures` of several partitions, concatenated
-           view: str = "",  # the view's name, for the message
-           ) -> str:
+def report(
+    parts: pd.DataFrame,  # `failures` of several partitions, concatenated
+    view: str = "",  # the view's name, for the message
+) -> str:
     "A readable report of failed checks, one line per column and check (empty when nothing failed)."
     if parts is None or not len(parts):
         return ""
