@@ -614,7 +614,9 @@ def features():
 
 def _repo_option(f):
     "The `--repo` option of the features commands."
-    return click.option("--repo", type=click.Path(file_okay=False), help="Feast repository (default: the project's).")(f)
+    return click.option("--repo", type=click.Path(file_okay=False), help="Feast repository (default: the project's).")(
+        f
+    )
 
 
 def _compute_options(f):
@@ -639,7 +641,6 @@ def _computing(cluster_name, profile, workers):
             yield h
     else:
         yield None
-
 
 # %% ../nbs/11_cli.ipynb #346aa222
 @features.command("apply")
@@ -683,15 +684,23 @@ def features_show(as_json, repo):
     click.echo(f"repo          {info['repo']}\nonline store  {info['online_store']}")
     click.echo(f"entities      {', '.join(info['entities'])}")
     for v in info["feature_views"]:
-        click.echo(f"view          {v['name']} ({v['kind']}): {len(v['features'])} features, "
-                   f"materialized until {v['materialized_until'] or '-'}")
+        click.echo(
+            f"view          {v['name']} ({v['kind']}): {len(v['features'])} features, "
+            f"materialized until {v['materialized_until'] or '-'}"
+        )
         click.echo(f"  source      {v['source']}\n  features    {', '.join(v['features'])}")
 
 
 @features.command("training-frame")
 @click.argument("events", type=click.Path(exists=True))
-@click.option("-f", "--features", "feats", multiple=True, required=True,
-              help="A feature service, view, feature or view:feature; repeatable.")
+@click.option(
+    "-f",
+    "--features",
+    "feats",
+    multiple=True,
+    required=True,
+    help="A feature service, view, feature or view:feature; repeatable.",
+)
 @click.option("--timestamp", help="The events' time column (default: event_timestamp).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Parquet file to write.")
 @_repo_option
@@ -710,4 +719,3 @@ def features_training_frame(events, feats, timestamp, out, repo, cluster_name, p
         tf = F.training_frame(ev, want, timestamp=timestamp, repo=repo)
     tf.to_parquet(out, index=False)
     click.echo(f"{len(tf):,} rows x {tf.shape[1]} columns written to {out}")
-
