@@ -229,6 +229,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'mlscale_sdk/features/compute.py'),
                                               'mlscale_sdk.features.compute._windows_now': ( 'features_compute.html#_windows_now',
                                                                                              'mlscale_sdk/features/compute.py'),
+                                              'mlscale_sdk.features.compute._within': ( 'features_compute.html#_within',
+                                                                                        'mlscale_sdk/features/compute.py'),
                                               'mlscale_sdk.features.compute.by_keys': ( 'features_compute.html#by_keys',
                                                                                         'mlscale_sdk/features/compute.py'),
                                               'mlscale_sdk.features.compute.checked': ( 'features_compute.html#checked',
