@@ -174,3 +174,15 @@ def iot_on_demand(latest):
         return pd.DataFrame({"over_setpoint": inputs["temperature"] - inputs["setpoint"]})
 
     return over_setpoint
+
+
+# a repository file with one view over the IoT readings (the users' way: Feast definitions in a Python file)
+DEVICE_REPO = '''
+from datetime import timedelta
+from feast import Entity, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, Int64
+device = Entity(name="device", join_keys=["device_id"], value_type=ValueType.INT64)
+readings = FileSource(name="readings", path="{path}", timestamp_field="ts", created_timestamp_column="created")
+device_latest = FeatureView(name="device_latest", entities=[device], source=readings, ttl=timedelta(hours=2),
+                            schema=[Field(name="device_id", dtype=Int64), Field(name="temperature", dtype=Float64)])
+'''

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from feature_domains import (H, T0, iot_definitions, make_failures, make_orders, make_readings,  # noqa: E402
-                             newest_at, orders_definitions, repo_yaml, window_value)
+from feature_domains import (DEVICE_REPO, H, T0, iot_definitions, make_failures, make_orders,  # noqa: E402
+                             make_readings, newest_at, orders_definitions, repo_yaml, window_value)
 
 pytestmark = pytest.mark.timeout(900)
 END = T0 + 47 * H
@@ -199,15 +199,7 @@ def test_orders_composite_keys_equal_local_engine_and_oracle(tmp_path, client):
                                                                                             row["prev_quantity"])
 
 
-REPO_FILE = '''
-from datetime import timedelta
-from feast import Entity, FeatureView, Field, FileSource, ValueType
-from feast.types import Float64, Int64
-device = Entity(name="device", join_keys=["device_id"], value_type=ValueType.INT64)
-readings = FileSource(name="readings", path="{path}", timestamp_field="ts", created_timestamp_column="created")
-device_latest = FeatureView(name="device_latest", entities=[device], source=readings, ttl=timedelta(hours=2),
-                            schema=[Field(name="device_id", dtype=Int64), Field(name="temperature", dtype=Float64)])
-'''
+
 
 
 def test_feast_cli_apply_and_materialize_incremental_use_the_engine(iot, tmp_path):
@@ -215,7 +207,7 @@ def test_feast_cli_apply_and_materialize_incremental_use_the_engine(iot, tmp_pat
     from feast import FeatureStore
 
     repo = repo_yaml(tmp_path / "cli", "dask", "iotcli")
-    (repo / "definitions.py").write_text(REPO_FILE.format(path=iot["base"] / "readings"))
+    (repo / "definitions.py").write_text(DEVICE_REPO.format(path=iot["base"] / "readings"))
     feast = str(Path(sys.executable).parent / "feast")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     out = subprocess.run([feast, "apply"], cwd=repo, capture_output=True, text=True, env=env, timeout=300)
@@ -257,7 +249,7 @@ def test_engine_runs_on_the_registered_cluster_named_in_the_repo(iot, tmp_path, 
         repo = repo_yaml(tmp_path / "named", "dask", "iotnamed")
         yml = repo / "feature_store.yaml"
         yml.write_text(yml.read_text().replace("DaskComputeEngine\n", "DaskComputeEngine\n  cluster: featcluster\n"))
-        (repo / "definitions.py").write_text(REPO_FILE.format(path=iot["base"] / "readings"))
+        (repo / "definitions.py").write_text(DEVICE_REPO.format(path=iot["base"] / "readings"))
         feast = str(Path(sys.executable).parent / "feast")
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         for cmd in (["apply"], ["materialize", START.isoformat(), END.isoformat()]):

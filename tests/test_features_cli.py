@@ -7,17 +7,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import mlscale  # noqa: E402
-from feature_domains import H, T0, make_failures, make_readings  # noqa: E402
+from feature_domains import DEVICE_REPO, H, T0, make_failures, make_readings  # noqa: E402
 
-DEFS = '''
-from datetime import timedelta
-from feast import Entity, FeatureView, Field, FileSource, ValueType
-from feast.types import Float64, Int64
-device = Entity(name="device", join_keys=["device_id"], value_type=ValueType.INT64)
-src = FileSource(name="readings", path="{path}", timestamp_field="ts", created_timestamp_column="created")
-device_latest = FeatureView(name="device_latest", entities=[device], source=src, ttl=timedelta(hours=2),
-                            schema=[Field(name="device_id", dtype=Int64), Field(name="temperature", dtype=Float64)])
-'''
+
 
 
 def test_features_cli_on_a_users_repository(project, tmp_path):
@@ -25,7 +17,7 @@ def test_features_cli_on_a_users_repository(project, tmp_path):
 
     rd = make_readings(tmp_path / "readings")
     repo = F.init_repo()
-    (repo / "devices.py").write_text(DEFS.format(path=tmp_path / "readings"))
+    (repo / "devices.py").write_text(DEVICE_REPO.format(path=tmp_path / "readings"))
     env = {"MLSCALE_HOME": str(project), "PYTHONWARNINGS": "ignore"}
     assert "registered device, device_latest" in mlscale("features", "apply", env=env).stdout
     out = mlscale("features", "materialize", "--start", (T0 - H).isoformat(), "--end", (T0 + 47 * H).isoformat(),
