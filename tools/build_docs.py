@@ -7,7 +7,7 @@ notebooks are rendered to HTML by nbconvert instead (same pages and sidebar, pla
 
     python tools/build_docs.py [--dest _docs] [--workers 1] [--no-exec]
 """
-import argparse, html, json, os, re, shutil, subprocess, sys, tempfile
+import argparse, html, json, os, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +30,16 @@ def stage(build: Path, only: str = "*.ipynb") -> Path:
 def execute(build: Path, workers: int):
     "Run every notebook (cells flagged like `nbdev-test` skips them too) and keep its outputs in the staged copy."
     env = {**os.environ, "MLSCALE_HOME": str(build), "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([str(BIN / "nbdev-test"), "--save", "--n-workers", str(workers)], cwd=build, env=env)
-    if r.returncode != 0: print("some examples failed to run (see above): their pages have no outputs", file=sys.stderr)
-    return r.returncode == 0
+    # one fresh process per notebook, as a reader runs it: state one notebook leaves behind (a default Dask
+    # client's config, imported modules) must not decide whether the next one runs
+    failed = []
+    for nb in sorted((build / "nbs").glob("*.ipynb")):
+        t0 = time.perf_counter()
+        r = subprocess.run([str(BIN / "nbdev-test"), "--save", str(nb.relative_to(build))], cwd=build, env=env)
+        print(f"{nb.name}: {'ok' if r.returncode == 0 else 'FAILED'} in {time.perf_counter() - t0:.1f}s", flush=True)
+        if r.returncode != 0: failed.append(nb.name)
+    if failed: print(f"examples failed to run in {', '.join(failed)}: their pages have no outputs", file=sys.stderr)
+    return not failed
 
 
 def _proc_one(build: Path, nb: Path) -> str | None:
