@@ -171,7 +171,10 @@ def test_materialize_incremental_and_online(repo):
     assert got["txn_count_1h"].tolist()[:2] == [1, 1] and pd.isna(got["txn_count_1h"].iloc[2])
     assert got["amount_sum_24h"].tolist()[:2] == [30.0, 5.0] and got["typical_spend"].tolist()[:2] == [30.0, 8.0]
     m2 = F.materialize(end=T0 + 26 * H)  # incremental: from where the last run of each view stopped
-    assert {v["view"]: v["entities"] for v in m2.views} == {"customer_windows": 1, "customer_profile": 0}
+    # c2's only transaction (day 1 10:15) has left its 1h and 24h windows: its values are refreshed too
+    assert {v["view"]: v["entities"] for v in m2.views} == {"customer_windows": 2, "customer_profile": 0}
+    c2 = F.online([{"customer_id": 2}], refs).iloc[0]
+    assert (c2["txn_count_1h"], c2["amount_sum_24h"]) == (0, 0.0)
     row = {"customer_id": 1, "event_timestamp": T0 + 26 * H, "amount": 60.0, **REQUEST}
     served = F.online([row], "fraud_model")
     # c1 as of day 2 12:00: 1h (11:00, 12:00] = {} (100 at 11:00 is just out); 24h (day 1 12:00, ...] = {100};
