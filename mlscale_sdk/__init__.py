@@ -1,12 +1,36 @@
-"""mlscale: notebook-first scaling for machine learning (Dask clusters, distributed training, MLflow, scheduled jobs)."""
+"""mlscale: notebook-first scaling for machine learning.
+
+Dask clusters, distributed training, MLflow, scheduled jobs.
+"""
+
 __version__ = "0.1.0"
 
 # The friendly top-level names resolve lazily, so `import mlscale_sdk` stays light.
 _LAZY = {
-    "start_cluster": "clusters", "list_clusters": "clusters", "train_xgboost": "train", "predict": "train", "train_torch": "train", "tune": "train",
-    "start_run": "tracking", "promote": "tracking", "settings": "config",
+    "start_cluster": "clusters",
+    "list_clusters": "clusters",
+    "train_xgboost": "train",
+    "predict": "train",
+    "train_torch": "train",
+    "tune": "train",
+    "start_run": "tracking",
+    "promote": "tracking",
+    "settings": "config",
 }
-_MODULES = {"config", "clusters", "data", "features", "train", "tracking", "cli", "demo", "monitor", "jobs", "scheduler", "widgets"}
+_MODULES = {
+    "config",
+    "clusters",
+    "data",
+    "features",
+    "train",
+    "tracking",
+    "cli",
+    "demo",
+    "monitor",
+    "jobs",
+    "scheduler",
+    "widgets",
+}
 
 
 def _jupyter_server_extension_points():
@@ -16,6 +40,7 @@ def _jupyter_server_extension_points():
 
 def __getattr__(name):
     import importlib
+
     if name in _MODULES:
         return importlib.import_module(f"{__name__}.{name}")
     if name in _LAZY:

@@ -17,10 +17,10 @@ __all__ = ['WINDOW_FUNCTIONS', 'SHUFFLE_BUFFER_SHARE', 'Window', 'ViewSpec', 'ut
            'fit_shuffle_buffers', 'prepared', 'latest', 'pd_offset', 'window_at', 'pit_join', 'view_rows', 'checked',
            'latest_rows', 'windows_now', 'historical']
 
-# %% ../../nbs/03a_features_compute.ipynb #4fadd9c5
+# %% ../../nbs/03a_features_compute.ipynb #656934e6
 WINDOW_FUNCTIONS = ("count", "sum", "mean", "min", "max", "std")
 
-
+# %% ../../nbs/03a_features_compute.ipynb #4fadd9c5
 @dataclass(frozen=True)
 class Window:
     "One sliding-window aggregation `function(column)` over `(t - seconds, t]`."
@@ -138,10 +138,10 @@ def by_keys(
     part = ddf.map_partitions(key_hash, list(keys), nparts, meta=("_part", "int64"))
     return ddf.assign(_part=part).shuffle("_part", npartitions=nparts)
 
-# %% ../../nbs/03a_features_compute.ipynb #f7160a30
+# %% ../../nbs/03a_features_compute.ipynb #df7c11bf
 SHUFFLE_BUFFER_SHARE = 1 / 8  # of a worker's memory headroom: the most each P2P shuffle buffer may hold
 
-
+# %% ../../nbs/03a_features_compute.ipynb #f7160a30
 def _fit_buffers(dask_worker=None, share: float = SHUFFLE_BUFFER_SHARE):
     "On a worker: its P2P shuffle buffers capped at `share` of its memory headroom; the cap (None: no limit)."
     import pandas  # noqa: F401

@@ -17,6 +17,9 @@ from .validate import checks_of
 __all__ = ['AGG_TAG', 'FeatureDefinitionError', 'keep_aggregations', 'aggregations_of', 'problems', 'check_supported', 'portable',
            'spec_of']
 
+# %% ../../nbs/03c_features_definitions.ipynb #efce8b8c
+AGG_TAG = "mlscale.aggregations"  # the Feast tag that keeps a view's aggregations through the registry
+
 # %% ../../nbs/03c_features_definitions.ipynb #a99a0a2b
 class FeatureDefinitionError(ValidationError):
     "A feature definition that the Dask engine cannot compute as Feast means it."
@@ -52,9 +55,6 @@ def _aggregation_problems(fv) -> list:
         elif a.resolved_name(a.time_window) not in names:
             out.append(f"aggregation output {a.resolved_name(a.time_window)!r} is not in the view's schema")
     return out
-
-
-AGG_TAG = "mlscale.aggregations"  # the Feast tag that keeps a view's aggregations through the registry
 
 
 def keep_aggregations(fv):

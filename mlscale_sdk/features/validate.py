@@ -17,11 +17,11 @@ if TYPE_CHECKING:
 __all__ = ['RULES', 'TAG', 'REPORT_COLUMNS', 'FeatureValidationError', 'checks_schema', 'failures', 'report', 'checks_tags',
            'checks_of']
 
-# %% ../../nbs/03b_features_validate.ipynb #6c0919be
+# %% ../../nbs/03b_features_validate.ipynb #67406f7e
 RULES = ("dtype", "nullable", "ge", "gt", "le", "lt", "isin")
 TAG = "mlscale.checks"  # the Feast tag that carries a view's checks as JSON
 
-
+# %% ../../nbs/03b_features_validate.ipynb #6c0919be
 class FeatureValidationError(ValidationError):
     "Feature rows failed their declared checks, or the checks themselves are malformed."
 
@@ -68,10 +68,10 @@ def checks_schema(
     cols = {k: _column(k, v) for k, v in checks.items() if k != "unique"}
     return pa.DataFrameSchema(cols, unique=unique or None, strict=False)
 
-# %% ../../nbs/03b_features_validate.ipynb #54442d72
+# %% ../../nbs/03b_features_validate.ipynb #4db5c6dd
 REPORT_COLUMNS = ["column", "check", "failures", "examples"]
 
-
+# %% ../../nbs/03b_features_validate.ipynb #54442d72
 def failures(
     df: pd.DataFrame,  # rows to check
     checks: dict,  # the declaration

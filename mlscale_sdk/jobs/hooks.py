@@ -16,7 +16,7 @@ log = get_logger("jobs")
 # %% auto #0
 __all__ = ['log', 'EVENTS', 'ENTRY_POINT_GROUP', 'register', 'unregister', 'load_plugins', 'handlers', 'fire', 'check']
 
-# %% ../../nbs/06b_jobs_hooks.ipynb #c2387d54
+# %% ../../nbs/06b_jobs_hooks.ipynb #f10b5c41
 EVENTS = {
     "validate_rules": "(spec, known_job_names): raise ValueError/LookupError if the spec's rules are invalid",
     "on_run_finished": "(job, run): an attempt ended (run.retrying when another attempt follows)",

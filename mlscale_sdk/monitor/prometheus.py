@@ -21,10 +21,10 @@ log = get_logger("monitor")
 __all__ = ['log', 'RUN_STATUSES', 'DEFAULT_METRICS_PORT', 'StoreCollector', 'registry', 'metrics_text', 'MetricsServer',
            'serve_metrics', 'on_scheduler_start', 'on_scheduler_stop', 'push']
 
-# %% ../../nbs/08e_monitor_prometheus.ipynb #bc00f480
+# %% ../../nbs/08e_monitor_prometheus.ipynb #9d18c741
 RUN_STATUSES = FINAL
 
-
+# %% ../../nbs/08e_monitor_prometheus.ipynb #bc00f480
 def _read(engine) -> dict:
     "What a scrape needs from the store: last report per job, counts by status, latest metrics, alert counts."
     sa = lazy_import("sqlalchemy")
@@ -120,10 +120,10 @@ def metrics_text(engine=None) -> str:
 
     return generate_latest(registry(engine)).decode()
 
-# %% ../../nbs/08e_monitor_prometheus.ipynb #0815fe8d
+# %% ../../nbs/08e_monitor_prometheus.ipynb #16059fa5
 DEFAULT_METRICS_PORT = 9464
 
-
+# %% ../../nbs/08e_monitor_prometheus.ipynb #0815fe8d
 @dataclass
 class MetricsServer:
     "A running `/metrics` endpoint."

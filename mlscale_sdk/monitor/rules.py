@@ -129,7 +129,7 @@ def parse_action(
     except ValidationError as e:
         raise RuleError(_errors(e, where)) from None
 
-# %% ../../nbs/08c_monitor_rules.ipynb #f2584969
+# %% ../../nbs/08c_monitor_rules.ipynb #795053d8
 Op = Literal["<", "<=", ">", ">=", "==", "!="]
 OPS = {
     "<": lambda a, b: a < b,
@@ -139,8 +139,10 @@ OPS = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
 }
-_COND_RE = re.compile(r"\s*(<=|>=|==|!=|<|>)\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*")
 DRIFT_STATS = ("psi", "ks", "ks_pvalue", "chi2_pvalue")
+
+# %% ../../nbs/08c_monitor_rules.ipynb #f2584969
+_COND_RE = re.compile(r"\s*(<=|>=|==|!=|<|>)\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*")
 
 
 def _parse_condition(v) -> tuple[str, float]:
