@@ -1,5 +1,5 @@
 """Jobs: promote/validate/snapshot, the SQL store (SQLite and a real PostgreSQL), the papermill run executor
-(env, MLflow link, failures, retries with backoff, timeouts that kill the kernel's whole tree), export."""
+(env, MLflow link, failures, retries with backoff, timeouts that kill the kernel's whole tree); export: test_export.py."""
 import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import nbformat
@@ -245,42 +245,6 @@ def test_job_cluster_is_started_exported_and_torn_down(project):
     assert info["n"] == 42 and info["workers"] == 1 and info["seen"] == info["address"]
     assert clusters.list_clusters() == []
     assert not clusters.scheduler_alive(info["address"])
-
-
-# ---------------------------------------------------------------- export
-
-def test_export_k8s_and_airflow_are_validated(project):
-    J.promote(make_nb(project / "exp.ipynb"), name="Nightly_Retrain", schedule="30 2 * * *", timezone="America/New_York",
-              parameters={"rows": 3, "label": "a b"}, retries=2, retry_delay=30, timeout=600, max_concurrent=1, catchup="none")
-    text = J.export("Nightly_Retrain", to="k8s")
-    doc = yaml.safe_load(text)
-    assert J.validate_cronjob(doc) == []
-    s = doc["spec"]
-    assert (doc["apiVersion"], doc["kind"], doc["metadata"]["name"]) == ("batch/v1", "CronJob", "mlscale-nightly-retrain")
-    assert (s["schedule"], s["timeZone"], s["concurrencyPolicy"], s["startingDeadlineSeconds"]) == ("30 2 * * *", "America/New_York", "Forbid", 60)
-    js = s["jobTemplate"]["spec"]
-    assert js["backoffLimit"] == 2 and js["activeDeadlineSeconds"] == 600
-    cmd = js["template"]["spec"]["containers"][0]["command"]
-    i = cmd.index("papermill")
-    assert cmd[i + 1] == f".mlscale/jobs/Nightly_Retrain/{J.get_job('Nightly_Retrain').version}.ipynb"
-    assert yaml.safe_load(cmd[cmd.index("-y") + 1]) == {"rows": 3, "label": "a b"}
-    # the papermill command really runs the snapshot (same command the CronJob runs)
-    out = project / "k8s-out.ipynb"
-    r = subprocess.run([str(BIN / "papermill"), *cmd[i + 1:i + 2], str(out), *cmd[i + 3:]], cwd=project, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr
-    assert "a b 3.0" in nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"]
-    dag = J.export("Nightly_Retrain", to="airflow")
-    compile(dag, "dag.py", "exec")
-    for frag in ("max_active_runs=1", "catchup=False", "'retries': 2", "timedelta(seconds=30.0)", "schedule='30 2 * * *'", "America/New_York"):
-        assert frag in dag, frag
-    r = mlscale("jobs", "export", "Nightly_Retrain", "--to", "k8s", env={"MLSCALE_HOME": str(project)})
-    assert yaml.safe_load(r.stdout)["kind"] == "CronJob"
-    # what cannot be expressed is an error, not a wrong manifest
-    J.promote(make_nb(project / "sec.ipynb"), schedule="*/5 * * * * *")
-    with pytest.raises(J.JobValidationError, match="no seconds field"):
-        J.export("sec", to="k8s")
-    bad = dict(doc, spec=dict(doc["spec"], concurrencyPolicy="Sometimes"))
-    assert J.validate_cronjob(bad) == ["spec.concurrencyPolicy must be Allow, Forbid or Replace"]
 
 
 # ---------------------------------------------------------------- PostgreSQL store

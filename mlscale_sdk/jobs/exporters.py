@@ -5,8 +5,9 @@
 # %% ../../nbs/06h_jobs_exporters.ipynb #29d83482
 from __future__ import annotations
 
-import json
+import math
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +17,7 @@ from .records import Job
 from .spec import JobError, JobValidationError
 
 # %% auto #0
-__all__ = ['papermill_command', 'validate_cronjob', 'export_k8s', 'export_airflow', 'export']
+__all__ = ['K8S_VERSION', 'papermill_command', 'validate_cronjob', 'export_k8s', 'export_airflow', 'export']
 
 # %% ../../nbs/06h_jobs_exporters.ipynb #5734dd03
 def papermill_command(
@@ -34,93 +35,43 @@ def papermill_command(
         cmd += ["--execution-timeout", str(int(job.spec.timeout))]
     return cmd
 
-# %% ../../nbs/06h_jobs_exporters.ipynb #d4e2bf53
+# %% ../../nbs/06h_jobs_exporters.ipynb #98d30c93
+K8S_VERSION = "1.33.0"  # the Kubernetes version whose schema manifests are checked against
+
+# %% ../../nbs/06h_jobs_exporters.ipynb #58f1fff5
 _DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
-class _CronJobCheck:
-    "The checks of one CronJob document, collecting problems in `errs`."
+def _server_rules(doc: dict) -> list[str]:
+    "What the API server checks in a schema-valid CronJob beyond its OpenAPI schema."
+    errs, spec = [], doc["spec"]
+    name = doc["metadata"].get("name", "")
+    if len(name) > 52 or not _DNS1123.fullmatch(name):
+        errs.append(f"metadata.name: {name!r} is not a DNS-1123 name of at most 52 characters")
+    if spec.get("concurrencyPolicy", "Allow") not in ("Allow", "Forbid", "Replace"):
+        errs.append(f"spec.concurrencyPolicy: {spec['concurrencyPolicy']!r} is not one of Allow, Forbid, Replace")
+    pod = spec["jobTemplate"].get("spec", {}).get("template", {}).get("spec", {})
+    if pod.get("restartPolicy") not in ("OnFailure", "Never"):
+        errs.append(f"restartPolicy: a Job's pods need OnFailure or Never, not {pod.get('restartPolicy')!r}")
+    return errs
 
-    def __init__(self, doc: dict):
-        self.doc, self.errs = doc, []
-
-    def get(self, d, *path, typ=None, required=True):
-        "The value at `path` in `d` if present and of type `typ` (else None, with a problem noted)."
-        cur = d
-        for p in path:
-            if not isinstance(cur, dict) or p not in cur:
-                if required:
-                    self.errs.append(f"missing {'.'.join(path)}")
-                return None
-            cur = cur[p]
-        if typ is not None and not isinstance(cur, typ):
-            self.errs.append(f"{'.'.join(path)} must be {typ.__name__ if isinstance(typ, type) else typ}")
-            return None
-        return cur
-
-    def header(self):
-        "apiVersion, kind and a DNS-1123 name."
-        if self.get(self.doc, "apiVersion", typ=str) != "batch/v1":
-            self.errs.append("apiVersion must be batch/v1")
-        if self.get(self.doc, "kind", typ=str) != "CronJob":
-            self.errs.append("kind must be CronJob")
-        name = self.get(self.doc, "metadata", "name", typ=str)
-        if name is not None and (len(name) > 52 or not _DNS1123.fullmatch(name)):
-            self.errs.append(f"metadata.name {name!r} is not a DNS-1123 name of at most 52 characters")
-
-    def schedule(self):
-        "The schedule and the scheduling options."
-        sched = self.get(self.doc, "spec", "schedule", typ=str)
-        if sched is not None and len(sched.split()) != 5 and not sched.startswith("@"):
-            self.errs.append("spec.schedule must have 5 fields")
-        self.get(self.doc, "spec", "timeZone", typ=str, required=False)
-        cp = self.get(self.doc, "spec", "concurrencyPolicy", typ=str, required=False)
-        if cp is not None and cp not in ("Allow", "Forbid", "Replace"):
-            self.errs.append("spec.concurrencyPolicy must be Allow, Forbid or Replace")
-        for k in ("startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
-            self.get(self.doc, "spec", k, typ=int, required=False)
-        self.get(self.doc, "spec", "suspend", typ=bool, required=False)
-
-    def container(self, i: int, c):
-        "One container: string name, image, command, args and env."
-        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(c.get("image"), str):
-            self.errs.append(f"containers[{i}] needs string name and image")
-        elif not all(isinstance(a, str) for a in c.get("command", []) + c.get("args", [])):
-            self.errs.append(f"containers[{i}] command/args must be strings")
-        elif not all(
-            isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("value", ""), str)
-            for e in c.get("env", [])
-        ):
-            self.errs.append(f"containers[{i}].env entries need string name and value")
-
-    def job_template(self):
-        "The Job template and its pod."
-        js = self.get(self.doc, "spec", "jobTemplate", "spec", typ=dict)
-        if js is None:
-            return
-        for k in ("backoffLimit", "activeDeadlineSeconds"):
-            self.get(js, k, typ=int, required=False)
-        pod = self.get(js, "template", "spec", typ=dict)
-        if pod is None:
-            return
-        if self.get(pod, "restartPolicy", typ=str) not in ("OnFailure", "Never"):
-            self.errs.append("restartPolicy must be OnFailure or Never in a Job")
-        cs = self.get(pod, "containers", typ=list)
-        if cs is not None and not cs:
-            self.errs.append("containers must not be empty")
-        for i, c in enumerate(cs or []):
-            self.container(i, c)
-
-
+# %% ../../nbs/06h_jobs_exporters.ipynb #d4e2bf53
 def validate_cronjob(
     doc: dict,  # a parsed manifest
+    version: str = K8S_VERSION,  # Kubernetes version of the schema
 ) -> list[str]:
-    "Problems with a `batch/v1` CronJob document (the schema's required keys and types); [] when fine."
-    chk = _CronJobCheck(doc)
-    chk.header()
-    chk.schedule()
-    chk.job_template()
-    return chk.errs
+    "Problems with a `batch/v1` CronJob by Kubernetes' own (strict) schema and the server's rules; [] when fine."
+    import kubernetes_validate as kv
+
+    kind = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
+    if not isinstance(doc, dict) or (doc.get("apiVersion"), kind) != ("batch/v1", "CronJob"):
+        return [f"kind must be CronJob (apiVersion batch/v1), not {kind!r}"]
+    try:
+        kv.validate(doc, version, strict=True)
+    except kv.ValidationError as e:
+        where = ".".join(str(p) for p in e.absolute_path)
+        return [f"{where}: {e.message}" if where else e.message]
+    return _server_rules(doc)
 
 # %% ../../nbs/06h_jobs_exporters.ipynb #540c6d81
 def _k8s_name(name: str) -> str:
@@ -161,22 +112,22 @@ def _cronjob_spec(job: Job, image: str, workdir: str) -> dict:
     return spec
 
 
-def _k8s_header(job: Job, workdir: str) -> str:
-    "The comment block on top of the manifest."
+def _k8s_header(job: Job) -> str:
+    "The comment block on top of the manifest: fixed text only (names and paths are in the annotations)."
     s = job.spec
     head = (
-        f"# mlscale job {job.name!r} (notebook {s.notebook} version {job.version}) as a Kubernetes CronJob.\n"
-        f"# The image must contain the project at {workdir} (with .mlscale/jobs/) and mlscale-sdk installed.\n"
+        "# An mlscale job as a Kubernetes CronJob (job, notebook and version: see metadata.annotations).\n"
+        "# The image must hold the project at the container's workingDir (with .mlscale/jobs/) and mlscale-sdk.\n"
     )
     if s.catchup == "all":
         head += "# catchup 'all' has no CronJob equivalent: Kubernetes starts at most one missed run.\n"
     if s.max_concurrent > 1:
-        head += f"# max_concurrent {s.max_concurrent} > 1: concurrencyPolicy Allow does not cap the number.\n"
+        head += "# max_concurrent > 1: concurrencyPolicy Allow does not cap the number of runs at once.\n"
     return head
 
 
 def export_k8s(job: Job, image: str = "mlscale:latest", workdir: str = "/project") -> str:
-    "A Kubernetes `batch/v1` CronJob manifest for `job` (validated)."
+    "A Kubernetes `batch/v1` CronJob manifest for `job` (validated; parsed back, it is exactly the document)."
     import yaml
 
     s = job.spec
@@ -185,82 +136,125 @@ def export_k8s(job: Job, image: str = "mlscale:latest", workdir: str = "/project
     if len(s.schedule.split()) == 6:
         raise JobValidationError(f"job {job.name!r}: Kubernetes cron has no seconds field ({s.schedule!r})")
     labels = {"app.kubernetes.io/managed-by": "mlscale", "mlscale.job": _k8s_name(job.name)}
-    meta = {
-        "name": _k8s_name(job.name),
-        "labels": labels,
-        "annotations": {"mlscale.io/job": job.name, "mlscale.io/version": job.version},
-    }
+    notes = {"mlscale.io/job": job.name, "mlscale.io/version": job.version, "mlscale.io/notebook": s.notebook}
+    meta = {"name": _k8s_name(job.name), "labels": labels, "annotations": notes}
     doc = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": _cronjob_spec(job, image, workdir)}
-    text = _k8s_header(job, workdir) + yaml.safe_dump(doc, sort_keys=False)
-    if errs := validate_cronjob(yaml.safe_load(text)):
+    text = _k8s_header(job) + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    if yaml.safe_load(text) != doc:
+        raise JobError(f"job {job.name!r}: the manifest does not read back as the document")
+    if errs := validate_cronjob(doc):
         raise JobError(f"generated CronJob is invalid: {errs}")
     return text
 
+# %% ../../nbs/06h_jobs_exporters.ipynb #980803dd
+class _Code(str):
+    "Python source to place as it is (made only of `repr()`s), not as a string literal."
+
+
+def _py(v) -> str:
+    "`v` as Python source: a `_Code` as it is, containers item by item, anything else by `repr()`."
+    if isinstance(v, _Code):
+        return str(v)
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_py(k)}: {_py(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_py(x) for x in v) + "]"
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"float({str(v)!r})"
+    return repr(v)
+
+
+def _call(fn: str, kwargs: dict, indent: str = "") -> str:
+    "The source of a call of `fn` with `kwargs`, one argument a line."
+    args = "".join(f"{indent}    {k}={_py(v)},\n" for k, v in kwargs.items())
+    return f"{fn}(\n{args}{indent})"
+
 # %% ../../nbs/06h_jobs_exporters.ipynb #cef41e6d
-def _airflow_default_args(job: Job) -> str:
-    "The DAG's `default_args` as Python source (timedeltas as code, the rest as literals)."
+def _start_date(job: Job) -> _Code:
+    "The promote time of `job`'s version as a literal `pendulum.datetime` in the job's time zone."
+    from zoneinfo import ZoneInfo
+
+    iso = next((v.get("created_at") for v in job.versions if v.get("version") == job.version), None)
+    t = datetime.fromisoformat(iso) if isinstance(iso, str) else job.created_at
+    if t is None:
+        raise JobValidationError(f"job {job.name!r} has no promote time to start the DAG at")
+    t = (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(ZoneInfo(job.spec.timezone))
+    return _Code(f"pendulum.datetime({t:%Y, %-m, %-d, %-H, %-M, %-S}, tz={job.spec.timezone!r})")
+
+
+def _default_args(job: Job) -> dict:
+    "The task's retries, doubling retry delay and timeout (timedeltas as code)."
     s = job.spec
     args = {
         "retries": s.retries,
-        "retry_delay": f"timedelta(seconds={s.retry_delay!r})",
-        "retry_exponential_backoff": True,
+        "retry_delay": _Code(f"timedelta(seconds={float(s.retry_delay)!r})"),
+        "retry_exponential_backoff": 2.0,
     }
     if s.timeout:
-        args["execution_timeout"] = f"timedelta(seconds={s.timeout!r})"
-    code = lambda v: v if isinstance(v, str) and v.startswith("timedelta") else repr(v)
-    return ", ".join(f"{k!r}: {code(v)}" for k, v in args.items())
+        args["execution_timeout"] = _Code(f"timedelta(seconds={float(s.timeout)!r})")
+    return args
 
+# %% ../../nbs/06h_jobs_exporters.ipynb #9b7e8f5d
+_DAG_HEAD = '''"""An mlscale job as an Airflow DAG: PapermillOperator runs the job's notebook (MLSCALE_JOB)."""
 
-_DAG = '''"""mlscale job {name!r}: notebook {notebook} (version {version}), exported by mlscale."""
+import os
 from datetime import timedelta
-import pendulum
-from airflow import DAG
-from airflow.providers.papermill.operators.papermill import PapermillOperator
 
-with DAG(
-    dag_id={dag_id!r},
-    schedule={schedule!r},
-    start_date=pendulum.now({timezone!r}).start_of("day"),
-    catchup={catchup_all!r},   # mlscale catchup={catchup!r}; without catch-up Airflow runs the latest interval only
-    max_active_runs={max_concurrent!r},
-    is_paused_upon_creation={paused!r},
-    default_args={{{default_args}}},
-    tags={tags!r},
-) as dag:
-    PapermillOperator(
-        task_id="run_notebook",
-        input_nb={snap!r},
-        output_nb={output!r},
-        parameters={parameters!r},
-        cwd={cwd!r},
-    )
+import pendulum
+from airflow.providers.papermill.operators.papermill import PapermillOperator
+from airflow.sdk import DAG, CronTriggerTimetable, literal
+
+'''
+
+_DAG_HOOK = '''
+
+def _enter_workdir(context):
+    "Run the notebook from its own folder, as mlscale and `papermill --cwd` do."
+    os.chdir(WORKDIR)
+
+
 '''
 
 
+def _dag_kwargs(job: Job, root: str) -> dict:
+    "The arguments of the `DAG`: schedule in the job's time zone, fixed start, run policy."
+    s = job.spec
+    if s.schedule and len(s.schedule.split()) == 6:
+        raise JobValidationError(f"job {job.name!r}: Airflow cron has no seconds field ({s.schedule!r})")
+    sched = _Code(f"CronTriggerTimetable({s.schedule!r}, timezone={s.timezone!r})") if s.schedule else None
+    return {
+        "dag_id": re.sub(r"[^A-Za-z0-9_.-]", "_", f"mlscale_{job.name}"),
+        "description": f"mlscale job {job.name} version {job.version}",
+        "schedule": sched,
+        "start_date": _start_date(job),
+        "catchup": s.catchup == "all",  # without catch-up Airflow runs the latest slot only
+        "max_active_runs": s.max_concurrent,
+        "is_paused_upon_creation": bool(s.paused),
+        "user_defined_macros": {"mlscale_root": root},
+        "default_args": _default_args(job),
+        "tags": ["mlscale", *[f"{k}={v}"[:100] for k, v in s.tags.items()]],  # Airflow's limit: 100 characters
+    }
+
+# %% ../../nbs/06h_jobs_exporters.ipynb #482a4aab
 def export_airflow(job: Job, project_dir: str | None = None) -> str:
-    "An Airflow DAG file for `job` running the same papermill command (checked with `compile()`)."
+    "An Airflow DAG file for `job` running its snapshot with `PapermillOperator` (every value a literal)."
     s = job.spec
     root = project_dir or str(settings().root)
-    dag_id = re.sub(r"[^A-Za-z0-9_.-]", "_", f"mlscale_{job.name}")
-    src = _DAG.format(
-        name=job.name,
-        notebook=s.notebook,
-        version=job.version,
-        dag_id=dag_id,
-        schedule=s.schedule,
-        timezone=s.timezone,
-        catchup_all=s.catchup == "all",
-        catchup=s.catchup,
-        max_concurrent=s.max_concurrent,
-        paused=bool(s.paused),
-        default_args=_airflow_default_args(job),
-        tags=["mlscale", *[f"{k}={v}" for k, v in s.tags.items()]],
-        snap=f"{root}/.mlscale/jobs/{job.name}/{job.version}.ipynb",
-        output=root + "/.mlscale/runs/airflow-" + job.name + "-{{ ts_nodash }}/output.ipynb",
-        parameters=json.loads(json.dumps(s.parameters)),
-        cwd=str(Path(root) / Path(s.notebook).parent),
-    )
-    compile(src, f"{dag_id}.py", "exec")
+    dag = _dag_kwargs(job, root)
+    task = {
+        "task_id": "run_notebook",
+        "input_nb": _Code(f"literal({_py(f'{root}/.mlscale/jobs/{job.name}/{job.version}.ipynb')})"),
+        "output_nb": "{{ mlscale_root }}/.mlscale/runs/airflow-" + job.name + "-{{ ts_nodash }}/output.ipynb",
+        "parameters": _Code(f"literal({_py(s.parameters)})"),
+        "pre_execute": _Code("_enter_workdir"),
+    }
+    consts = {
+        "MLSCALE_JOB": {"name": job.name, "notebook": s.notebook, "version": job.version},
+        "WORKDIR": str(Path(root) / Path(s.notebook).parent),
+    }
+    src = _DAG_HEAD + "".join(f"{k} = {_py(v)}\n" for k, v in consts.items()) + _DAG_HOOK
+    src += f"with {_call('DAG', dag)} as dag:\n    {_call('PapermillOperator', task, '    ')}\n"
+    compile(src, f"{dag['dag_id']}.py", "exec")
     return src
 
 # %% ../../nbs/06h_jobs_exporters.ipynb #b29f1354
