@@ -35,10 +35,10 @@ def papermill_command(
         cmd += ["--execution-timeout", str(int(job.spec.timeout))]
     return cmd
 
-# %% ../../nbs/06h_jobs_exporters.ipynb #98d30c93
+# %% ../../nbs/06h_jobs_exporters.ipynb #b44dbb9c
 K8S_VERSION = "1.33.0"  # the Kubernetes version whose schema manifests are checked against
 
-# %% ../../nbs/06h_jobs_exporters.ipynb #58f1fff5
+# %% ../../nbs/06h_jobs_exporters.ipynb #af6d2bdc
 _DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
@@ -146,7 +146,7 @@ def export_k8s(job: Job, image: str = "mlscale:latest", workdir: str = "/project
         raise JobError(f"generated CronJob is invalid: {errs}")
     return text
 
-# %% ../../nbs/06h_jobs_exporters.ipynb #980803dd
+# %% ../../nbs/06h_jobs_exporters.ipynb #c671957b
 class _Code(str):
     "Python source to place as it is (made only of `repr()`s), not as a string literal."
 
@@ -194,7 +194,7 @@ def _default_args(job: Job) -> dict:
         args["execution_timeout"] = _Code(f"timedelta(seconds={float(s.timeout)!r})")
     return args
 
-# %% ../../nbs/06h_jobs_exporters.ipynb #9b7e8f5d
+# %% ../../nbs/06h_jobs_exporters.ipynb #ea2ce667
 _DAG_HEAD = '''"""An mlscale job as an Airflow DAG: PapermillOperator runs the job's notebook (MLSCALE_JOB)."""
 
 import os
@@ -235,7 +235,7 @@ def _dag_kwargs(job: Job, root: str) -> dict:
         "tags": ["mlscale", *[f"{k}={v}"[:100] for k, v in s.tags.items()]],  # Airflow's limit: 100 characters
     }
 
-# %% ../../nbs/06h_jobs_exporters.ipynb #482a4aab
+# %% ../../nbs/06h_jobs_exporters.ipynb #c2686229
 def export_airflow(job: Job, project_dir: str | None = None) -> str:
     "An Airflow DAG file for `job` running its snapshot with `PapermillOperator` (every value a literal)."
     s = job.spec
