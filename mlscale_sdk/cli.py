@@ -327,6 +327,9 @@ def jobs_list(as_json):
     if not js:
         click.echo("no jobs (promote one: mlscale jobs promote NOTEBOOK --schedule '0 2 * * *')")
     for j in js:
+        if j.error:
+            click.echo(f"{j.name}  INVALID  {j.error}  (fix: promote it again, or: mlscale jobs delete {j.name})")
+            continue
         last = f"last {j.last_run.status} {fmt_time(j.last_run.started_at)}" if j.last_run else "never run"
         sched = f"{j.spec.schedule} ({j.spec.timezone})" if j.spec.schedule else "on demand"
         paused = "  [paused]" if j.paused else ""

@@ -30,7 +30,7 @@ from mlscale_sdk.jobs.runner import (
     wake_address,
     warm,
 )
-from .jobs.spec import JobNotFoundError, JobSpec, cron_slots, next_slot
+from .jobs.spec import JobNotFoundError, JobSpec, cron_slots, next_slot, spec_from_json
 from .status import RunStatus
 
 log = get_logger("scheduler")
@@ -129,17 +129,30 @@ class _Slots:
         for r in rows:
             seen.add(r.name)
             st = self.jobs.get(r.name)
-            if st is not None and st.updated_at == r.updated_at:
+            if (st is not None and st.updated_at == r.updated_at) or self.bad.get(r.name) == r.updated_at:
                 continue
-            spec = JobSpec.model_validate_json(r.spec)
-            wm = r.last_slot if r.last_slot is not None else now
-            st = self.jobs[r.name] = _JobState(
-                r.name, spec, r.version, bool(r.paused), r.updated_at, wm, (st.gen + 1) if st else 0
-            )
-            if spec.schedule and not st.paused:
-                heapq.heappush(self.heap, (next_slot(spec.schedule, spec.timezone, wm), r.name, st.gen))
+            try:
+                self._load(r, st, now)
+            except Exception as e:  # one bad record never stops the others: logged once per change, skipped
+                self.jobs.pop(r.name, None)
+                self.bad[r.name] = r.updated_at
+                log.error(f"job {r.name!r}: invalid spec, skipped until it is promoted again: {e}")
         for name in set(self.jobs) - seen:
             del self.jobs[name]
+        for name in set(self.bad) - seen:
+            del self.bad[name]
+
+    def _load(self, r, st: _JobState | None, now: float):
+        "Read job row `r` into `self.jobs` and queue its next slot (`JobValidationError` for an invalid spec)."
+        spec = spec_from_json(r.spec)
+        wm = r.last_slot if r.last_slot is not None else now
+        nxt = next_slot(spec.schedule, spec.timezone, wm) if spec.schedule and not r.paused else None
+        st = self.jobs[r.name] = _JobState(
+            r.name, spec, r.version, bool(r.paused), r.updated_at, wm, (st.gen + 1) if st else 0
+        )
+        self.bad.pop(r.name, None)
+        if nxt is not None:
+            heapq.heappush(self.heap, (nxt, r.name, st.gen))
 
     def _due(self, now: float) -> tuple[list, list, list, dict]:
         "The run rows, skipped slots, watermarks and `{job: missed slots}` of the slots due by `now`."
@@ -196,6 +209,8 @@ class _Runs:
         for r in due:
             if free <= 0:
                 break
+            if r.job in self.bad:
+                continue  # its runs wait until the job is promoted again (or deleted)
             if (st := self.jobs.get(r.job)) is None:
                 self._reload(now)
                 if (st := self.jobs.get(r.job)) is None:
@@ -364,6 +379,7 @@ class Scheduler(_Lease, _Slots, _Runs, _Loop, _Lifecycle):
         self.id = f"{self.host}:{self.pid}:{secrets.token_hex(3)}"
         self.sup = Supervisor(backend, executor=f"scheduler (pid {self.pid} on {self.host})")
         self.jobs: dict[str, _JobState] = {}
+        self.bad: dict[str, float] = {}  # jobs whose stored spec is invalid: name -> updated_at
         self.heap: list = []
         self.leader = False
         self._stop = False

@@ -58,7 +58,7 @@ def test_promote_snapshots_versions_and_yaml(project):
 
 
 BAD = [
-    ("no_params_cell", dict(), "has no cell tagged 'parameters'"),
+    ("no_params_cell", dict(parameters={"rows": 5}), "add the tag `parameters`"),
     ("unknown_param", dict(parameters={"rowz": 1}), "unknown parameter(s) ['rowz']"),
     ("wrong_type", dict(parameters={"rows": "ten"}), "parameter 'rows' of nbs/nb.ipynb is a int"),
     ("bool_for_int", dict(parameters={"rows": True}), "is a int"),
@@ -380,3 +380,210 @@ def test_finish_run_calls_monitor_hook_and_swallows_its_errors(project, monkeypa
     assert seen == [("h", "failed", 1, True), ("h", "succeeded", 2, False)]
     assert "monitor.on_run_finished failed (the run is not affected)" in caplog.text
     assert J.get_run(r.id).status == "succeeded"
+
+
+# ---------------------------------------------------------------- poison specs (issue 11)
+
+POISON = [
+    ("inf_retry_delay", dict(retry_delay=float("inf")), "retry_delay: Input should be a finite number"),
+    ("nan_retry_delay", dict(retry_delay=float("nan")), "retry_delay: Input should be a finite number"),
+    ("inf_timeout", dict(timeout=float("inf")), "timeout: Input should be a finite number"),
+    ("long_retry_delay", dict(retry_delay=86_401), "retry_delay: Input should be less than or equal to 86400"),
+    ("short_timeout", dict(timeout=0.5), "timeout: Input should be greater than or equal to 1"),
+    ("long_timeout", dict(timeout=7 * 86400 + 1), "timeout: Input should be less than or equal to 604800"),
+    ("retries", dict(retries=101), "retries: Input should be less than or equal to 100"),
+    ("max_concurrent_0", dict(max_concurrent=0), "max_concurrent: Input should be greater than or equal to 1"),
+    ("max_concurrent_big", dict(max_concurrent=101), "max_concurrent: Input should be less than or equal to 100"),
+    ("never_fires", dict(schedule="0 0 30 2 *"), "never fires"),
+    ("too_many_tags", dict(tags={f"t{i}": "x" for i in range(51)}), "tags: at most 50"),
+    ("long_tag", dict(tags={"team": "x" * 65}), "tags: 'team' is longer than 64"),
+    ("inf_parameter", dict(parameters={"scale": float("inf")}), "not a finite number"),
+    ("huge_parameters", dict(parameters={"label": "x" * 70_000}), "parameters: larger than 64 KiB"),
+    ("inf_in_rule", dict(alerts=[{"metric": "rows", "above": float("inf")}]), "not a finite number"),
+]
+
+
+@pytest.mark.parametrize("case, kwargs, message", POISON, ids=[b[0] for b in POISON])
+def test_poison_specs_are_refused_before_anything_is_stored(project, case, kwargs, message):
+    "Non-finite numbers, out-of-bounds fields, crons that never fire and oversized fields: 400-style errors, store unchanged."
+    J.promote(make_nb(project / "nbs" / "good.ipynb"), name="existing", schedule="0 1 * * *")
+    nb = make_nb(project / "nbs" / "nb.ipynb")
+    before = store_state(project)
+    with pytest.raises(J.JobValidationError) as e:
+        J.promote(nb, name="newjob", **kwargs)
+    assert message in str(e.value), str(e.value)
+    assert store_state(project) == before
+    with pytest.raises(J.JobNotFoundError):
+        J.get_job("newjob")
+    # the same spec as YAML (.inf / .nan are YAML floats): refused the same way
+    if case.startswith(("inf_", "nan_")) and "parameter" not in case and "rule" not in case:
+        k, v = next(iter(kwargs.items()))
+        text = f"name: y\nnotebook: nbs/nb.ipynb\n{k}: {'.inf' if v == float('inf') else '.nan'}\n"
+        with pytest.raises(J.JobValidationError, match="finite number"):
+            J.JobSpec.from_yaml(text)
+    assert [j.name for j in J.list_jobs()] == ["existing"]
+
+
+def test_failed_store_step_leaves_no_row_and_no_snapshot(project):
+    "If writing the job row fails (a real SQLite error, raised by a trigger), the new snapshot is removed again."
+    import sqlalchemy as sa
+    nb = make_nb(project / "nbs" / "nb.ipynb")
+    J.promote(make_nb(project / "nbs" / "good.ipynb"), name="existing")
+    t = J.tables()
+    with t.engine.begin() as c:
+        c.execute(sa.text("CREATE TRIGGER no_new_jobs BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'disk is full'); END"))
+    before = store_state(project)
+    with pytest.raises(sa.exc.DBAPIError, match="disk is full"):
+        J.promote(nb, name="newjob")
+    assert store_state(project) == before
+    assert not (project / ".mlscale" / "jobs" / "newjob").exists()
+
+
+def _insert_raw_job(name, spec_text, schedule_watermark=None):
+    "A job row written directly into the store, as an old version or a hand edit could leave it."
+    import time as _t
+    t = J.tables()
+    now = _t.time()
+    with t.engine.begin() as c:
+        c.execute(t.jobs.insert().values(name=name, spec=spec_text, version="0" * 16, paused=False, created_at=now,
+                                         updated_at=now, last_slot=schedule_watermark or now))
+
+
+BAD_RECORDS = {
+    "garbage": "{this is not json",
+    "null-delay": json.dumps({"name": "null-delay", "notebook": "nbs/good.ipynb", "retry_delay": None}),
+    "never": json.dumps({"name": "never", "notebook": "nbs/good.ipynb", "schedule": "0 0 30 2 *"}),
+}
+
+
+def test_a_bad_record_never_breaks_listing_pause_or_delete(project):
+    J.promote(make_nb(project / "nbs" / "good.ipynb"), name="good", schedule="0 1 * * *")
+    for name, text in BAD_RECORDS.items():
+        _insert_raw_job(name, text)
+    js = {j.name: j for j in J.list_jobs()}
+    assert sorted(js) == ["garbage", "good", "never", "null-delay"]
+    assert js["good"].status == "ok" and js["good"].error is None and js["good"].next_run_at is not None
+    for name in BAD_RECORDS:
+        assert js[name].status == "invalid" and js[name].error, name
+        d = js[name].to_dict()
+        assert d["status"] == "invalid" and d["error"] and json.dumps(d)
+    assert "not valid JSON" in js["garbage"].error or "Invalid JSON" in js["garbage"].error, js["garbage"].error
+    assert "retry_delay" in js["null-delay"].error
+    assert "never fires" in js["never"].error
+    assert "invalid" in js["garbage"]._repr_html_()
+    env = {"MLSCALE_HOME": str(project)}
+    r = mlscale("jobs", "list", env=env)
+    assert "good" in r.stdout and "garbage" in r.stdout and "INVALID" in r.stdout, r.stdout
+    assert len(json.loads(mlscale("jobs", "list", "--json", env=env).stdout)) == 4
+    with pytest.raises(J.JobValidationError, match="invalid spec"):
+        J.run_now("garbage")
+    assert J.pause("garbage").paused and not J.resume("garbage").paused
+    t = J.tables()
+    with t.engine.connect() as c:   # pausing did not overwrite what was stored
+        assert c.execute(t.jobs.select().where(t.jobs.c.name == "garbage")).first().spec == BAD_RECORDS["garbage"]
+    J.delete("garbage")
+    mlscale("jobs", "delete", "null-delay", "--yes", env=env)
+    assert sorted(j.name for j in J.list_jobs()) == ["good", "never"]
+    # promoting a valid spec over a bad record repairs it
+    fixed = J.promote(project / "nbs" / "good.ipynb", name="never", schedule="0 3 * * *")
+    assert fixed.status == "ok" and fixed.spec.schedule == "0 3 * * *"
+
+
+# ---------------------------------------------------------------- max_concurrent in the store (issue 11)
+
+CLAIM_SCRIPT = """
+import sys, time
+from mlscale_sdk import jobs as J
+run_id, start = sys.argv[1], float(sys.argv[2])
+J.tables()
+while time.time() < start:
+    time.sleep(0.001)
+print(J.claim_run(run_id, "racer"))
+"""
+
+
+def test_max_concurrent_is_enforced_by_the_store_under_races(project):
+    "Threads and processes racing to claim queued runs of a max_concurrent=2 job: exactly 2 are running."
+    import threading
+    J.promote(make_nb(project / "race.ipynb"), name="race", max_concurrent=2)
+    ids = [J.queue_run("race").id for _ in range(8)]
+    barrier = threading.Barrier(4)
+    won = []
+
+    def claim(rid):
+        barrier.wait()
+        won.append(J.claim_run(rid, "thread"))
+    threads = [threading.Thread(target=claim, args=(rid,)) for rid in ids[:4]]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(won) == [False, False, True, True]
+    assert J.running_counts() == {"race": 2}
+    for r in J.history("race"):
+        if r.status == "running":
+            J.finish_run(r.id, r.attempt, "succeeded")
+    start = time.time() + 3
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_SCRIPT, rid, str(start)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "MLSCALE_HOME": str(project)}) for rid in ids[4:]]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert sorted(outs) == ["False", "False", "True", "True"], outs
+    assert J.running_counts() == {"race": 2}
+
+
+def test_max_concurrent_holds_without_a_scheduler(project):
+    "4 run-nows of a max_concurrent=1 job with no scheduler: the detached runners take turns, all succeed."
+    body = "import time, json, os, pathlib\nt0 = time.time(); time.sleep(1.0)\npathlib.Path(os.environ['MLSCALE_RUN_DIR'], 'span.json').write_text(json.dumps([t0, time.time()]))"
+    J.promote(make_nb(project / "one.ipynb", body=body), name="one", max_concurrent=1)
+    rs = [J.run_now("one") for _ in range(4)]
+    assert all("detached runner" in r.executor for r in rs)
+    for r in rs:
+        assert J.wait_run(r.id, timeout=240).status == "succeeded"
+    spans = [json.loads((Path(r.output_path).parent / "span.json").read_text()) for r in J.history("one")]
+    assert max(sum(a <= t < b for a, b in spans) for t, _ in spans) == 1, spans
+
+
+# ---------------------------------------------------------------- every notebook papermill runs (issue 11)
+
+def _bare_nb(path, cells, kernelspec=True, tags=None):
+    nb = nbformat.v4.new_notebook()
+    if kernelspec:
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+    for i, tg in (tags or {}).items():
+        nb.cells[i].metadata["tags"] = tg
+    nbformat.write(nb, path)
+    return path
+
+
+def test_notebook_without_parameters_cell_is_a_job(project):
+    "No `parameters` cell: valid without parameters (and sys.exit(0) ends a run as a success); with parameters, the tag hint."
+    nb = _bare_nb(project / "plain.ipynb", ["import sys\nprint('hello')", "sys.exit(0)", "raise RuntimeError('not reached')"])
+    j = J.promote(nb, name="plain")
+    assert j.spec.parameters == {}
+    assert J.inspect_parameters(nb) == {}
+    r = J.run_now("plain", wait=True, timeout=180)
+    assert r.status == "succeeded", r.error
+    before = store_state(project)
+    with pytest.raises(J.JobValidationError, match="Property Inspector") as e:
+        J.promote(nb, name="plain2", parameters={"rows": 1})
+    assert "add the tag `parameters`" in str(e.value)
+    with pytest.raises(J.JobValidationError, match="Property Inspector"):
+        J.queue_run("plain", parameters={"rows": 1})
+    assert store_state(project) == before
+
+
+def test_notebooks_papermill_cannot_parameterize_are_caught_at_promote(project):
+    "Parameters for a notebook without kernelspec metadata (papermill: 'No language found'); a parameters cell that does not parse."
+    nolang = _bare_nb(project / "nolang.ipynb", ["rows = 1", "print(rows)"], kernelspec=False, tags={0: ["parameters"]})
+    badcell = _bare_nb(project / "badcell.ipynb", ["rows = 1\nscale = (2", "print(rows)"], tags={0: ["parameters"]})
+    before = store_state(project)
+    with pytest.raises(J.JobValidationError, match="no kernelspec") as e:
+        J.promote(nolang, parameters={"rows": 2})
+    assert "language" in str(e.value)
+    with pytest.raises(J.JobValidationError, match=r"parameters cell .*line 2") as e:
+        J.promote(badcell)
+    assert store_state(project) == before
+    # without parameters, a notebook without kernelspec runs (as python3)
+    assert J.promote(nolang).spec.parameters == {}
+    assert J.run_now("nolang", wait=True, timeout=180).status == "succeeded"

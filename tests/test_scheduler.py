@@ -192,3 +192,21 @@ def test_templates_run_unchanged_as_jobs(project, sched):
     import pandas as pd
     scores = pd.read_parquet(Path(s.output_path).parent / "scores")
     assert len(scores) == 3000 and scores["score"].between(0, 1).all()
+
+
+def test_bad_records_are_skipped_and_good_jobs_still_fire(project, sched):
+    "Garbage JSON, an invalid spec and a cron that never fires in the store: logged once, skipped; the good job fires."
+    from test_jobs import BAD_RECORDS, _insert_raw_job
+    J.promote(make_nb(project / "nbs" / "good.ipynb", body="print('ok')"), name="good", schedule="* * * * * */2")
+    for name, text in BAD_RECORDS.items():
+        _insert_raw_job(name, text)
+    s = sched("--backend", "noop")
+    wait_for(lambda: len(J.history("good")) >= 2, timeout=60, what="two runs of the good job")
+    time.sleep(1.0)
+    s.stop()
+    out = s.output()
+    assert "tick failed" not in out, out
+    for name in BAD_RECORDS:
+        assert f"job {name!r}: invalid spec, skipped" in out, out
+        assert out.count(f"job {name!r}: invalid spec, skipped") == 1, out   # once per change, not every reload
+        assert not J.history(name)

@@ -9,19 +9,22 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 from .. import store
 from ..config import get_logger, lazy_import, settings
 from . import hooks
-from .records import Job, _now, job_from_row
+from .records import Job, _now, job_from_row, read_spec
 from mlscale_sdk.jobs.spec import (
     JobNotFoundError,
     JobSpec,
     JobValidationError,
+    check_language,
     check_parameters,
     inspect_parameters,
     make_spec,
+    read_notebook,
 )
 
 log = get_logger("jobs")
@@ -82,6 +85,7 @@ def validate_spec(
     raw = path.read_bytes() if path.is_file() else None
     if raw is None:
         raise JobValidationError(f"notebook {spec.notebook} does not exist")
+    check_language(read_notebook(path), spec.parameters, rel)
     check_parameters(inspect_parameters(path), spec.parameters, rel)
     if spec.cluster is not None:
         _check_cluster(spec)
@@ -113,16 +117,28 @@ def declared_parameters(snapshot: Path) -> dict:
     return inspect_parameters(snapshot)
 
 
-def _write_snapshot(name: str, version: str, raw: bytes, path: Path) -> Path:
-    "Write the snapshot (atomically, once per version) and its parameters; returns its path."
-    snap = _job_dir(name) / f"{version}.ipynb"
+def _write_snapshot(name: str, version: str, raw: bytes, path: Path) -> tuple[Path, list[Path]]:
+    "Write the snapshot (atomically, once per version) and its parameters; its path and the paths it created."
+    snap, new = _job_dir(name) / f"{version}.ipynb", []
+    if not snap.parent.exists():
+        new.append(snap.parent)
     if not snap.exists():
         snap.parent.mkdir(parents=True, exist_ok=True)
         tmp = snap.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(raw)
         os.replace(tmp, snap)
+        new += [snap, _params_file(snap)]
     _params_file(snap).write_text(json.dumps(inspect_parameters(path)))
-    return snap
+    return snap, new
+
+
+def _remove(paths: list[Path]):
+    "Undo `_write_snapshot`: remove the files (and folder) it created."
+    for p in reversed(paths):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 # %% ../../nbs/06d_jobs_catalog.ipynb #aeb7842b
 def snapshot(
@@ -141,8 +157,8 @@ def snapshot(
     return p
 
 # %% ../../nbs/06d_jobs_catalog.ipynb #1343eac4
-def _store_job(spec: JobSpec, version: str, snap: Path) -> bool:
-    "Insert or update the job's row and its version; returns whether the job is new."
+def _store_job(spec: JobSpec, version: str, snap: Path) -> tuple[bool, Job]:
+    "Insert or update the job's row and its version in one transaction; whether it is new, and the `Job`."
     sa = lazy_import("sqlalchemy")
     t, now = store.tables(), _now()
     with t.engine.begin() as c:
@@ -151,8 +167,8 @@ def _store_job(spec: JobSpec, version: str, snap: Path) -> bool:
         if old is None:
             c.execute(t.jobs.insert().values(name=spec.name, created_at=now, last_slot=now, **row))
         else:
-            o = JobSpec.model_validate_json(old._mapping["spec"])
-            if (o.schedule, o.timezone) != (spec.schedule, spec.timezone):
+            o, bad = read_spec(old)
+            if bad or (o.schedule, o.timezone) != (spec.schedule, spec.timezone):
                 row["last_slot"] = now
             c.execute(t.jobs.update().where(t.jobs.c.name == spec.name).values(**row))
         known = sa.select(t.versions.c.version).where(t.versions.c.job == spec.name, t.versions.c.version == version)
@@ -162,7 +178,10 @@ def _store_job(spec: JobSpec, version: str, snap: Path) -> bool:
                     job=spec.name, version=version, notebook=spec.notebook, snapshot=str(snap), created_at=now
                 )
             )
-    return old is None
+        job = job_from_row(c, t, c.execute(sa.select(t.jobs).where(t.jobs.c.name == spec.name)).one())
+        if job.error:  # validated above: only a bug gets here, and the transaction is rolled back
+            raise JobValidationError(f"job {spec.name!r} would be stored invalid: {job.error}")
+    return old is None, job
 
 
 def _slug(s: str) -> str:
@@ -225,12 +244,17 @@ def promote(
         spec = spec.model_copy(update={"notebook": rel})
     path, raw = validate_spec(spec)
     version = version_of(raw)
-    new = _store_job(spec, version, _write_snapshot(spec.name, version, raw, path))
+    snap, created = _write_snapshot(spec.name, version, raw, path)
+    try:
+        new, job = _store_job(spec, version, snap)
+    except BaseException:
+        _remove(created)  # nothing is left behind by a promote that failed
+        raise
     log.info(
         f"job {spec.name!r}: {'new' if new else 'updated'}, notebook {spec.notebook} version {version}"
         + (f", schedule {spec.schedule} ({spec.timezone})" if spec.schedule else ", on demand")
     )
-    return get_job(spec.name)
+    return job
 
 # %% ../../nbs/06d_jobs_catalog.ipynb #1d9997fb
 def list_jobs() -> list[Job]:
@@ -257,11 +281,12 @@ def get_job(
 
 # %% ../../nbs/06d_jobs_catalog.ipynb #306365fd
 def _set_paused(name: str, paused: bool) -> Job:
-    "Pause or resume job `name`."
+    "Pause or resume job `name` (an invalid job's stored spec is left as it is)."
     t = store.tables()
     job = get_job(name)
-    spec = job.spec.model_copy(update={"paused": paused})
-    vals = dict(paused=paused, spec=spec.model_dump_json(), updated_at=_now())
+    vals = dict(paused=paused, updated_at=_now())
+    if job.error is None:
+        vals["spec"] = job.spec.model_copy(update={"paused": paused}).model_dump_json()
     if not paused:
         vals["last_slot"] = _now()
     with t.engine.begin() as c:

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from html import escape
 
-from .spec import JobSpec, next_slot
+from .spec import JobSpec, JobValidationError, next_slot, spec_from_json
 
 # %% auto #0
-__all__ = ['JobRun', 'Job', 'run_from_row', 'job_from_row']
+__all__ = ['JobRun', 'Job', 'run_from_row', 'read_spec', 'job_from_row']
 
 # %% ../../nbs/06c_jobs_records.ipynb #740fa50a
 def _now() -> float:
@@ -107,6 +107,8 @@ class Job:
     next_run_at: datetime | None = None
     last_run: JobRun | None = None
     paused: bool = False
+    status: str = "ok"  # ok, or invalid: the stored spec does not validate (see `error`)
+    error: str | None = None  # why the stored spec is invalid (its `spec` is then a placeholder)
 
     def to_dict(self) -> dict:
         "JSON-able fields, the spec as a dict, times as ISO strings."
@@ -120,10 +122,15 @@ class Job:
             "next_run_at": _iso(self.next_run_at),
             "last_run": self.last_run.to_dict() if self.last_run else None,
             "paused": self.paused,
+            "status": self.status,
+            "error": self.error,
         }
 
     def _repr_html_(self):
         s, lr = self.spec, self.last_run
+        if self.error:
+            rows = [("status", "<b style='color:red'>invalid</b>"), ("error", f"<pre>{escape(self.error)}</pre>")]
+            return _html_table(f"job {escape(self.name)}", rows)
         when = f"{s.schedule} ({s.timezone})" if s.schedule else "on demand"
         policy = (
             f"retries {s.retries} (delay {s.retry_delay:g}s, doubling), timeout {s.timeout or 'none'}, "
@@ -170,23 +177,46 @@ def run_from_row(r) -> JobRun:
     )
 
 
+def _placeholder_spec(name: str, text: str, paused: bool) -> JobSpec:
+    "A stand-in spec for a stored one that does not validate: its name, notebook path if readable, no schedule."
+    try:
+        nb = json.loads(text).get("notebook")
+    except Exception:
+        nb = None
+    return JobSpec.model_construct(name=name, notebook=nb if isinstance(nb, str) else "?", paused=paused)
+
+
+def read_spec(
+    row,  # a `jobs` row (name, spec, paused)
+) -> tuple[JobSpec, str | None]:
+    "The row's spec and None, or a placeholder spec and why the stored one is invalid."
+    m = row._mapping
+    try:
+        return spec_from_json(m["spec"]), None
+    except JobValidationError as e:
+        return _placeholder_spec(m["name"], m["spec"], bool(m["paused"])), str(e)
+
+
 def job_from_row(
     c,  # an open connection
     t,  # `store.tables()`
     row,  # a `jobs` row
 ) -> Job:
-    "A `Job` from a `jobs` row, with its versions, next slot and latest run."
+    "A `Job` from a `jobs` row, with its versions, next slot and latest run (status `invalid` for a bad spec)."
     import sqlalchemy as sa
 
     m = row._mapping
-    spec = JobSpec.model_validate_json(m["spec"])
+    spec, error = read_spec(row)
     q = sa.select(t.versions).where(t.versions.c.job == m["name"]).order_by(t.versions.c.created_at)
     vers = [dict(version=v.version, notebook=v.notebook, created_at=_iso(_dt(v.created_at))) for v in c.execute(q)]
     q = sa.select(t.runs).where(t.runs.c.job == m["name"]).order_by(t.runs.c.queued_at.desc()).limit(1)
     last = c.execute(q).first()
     nxt = None
-    if spec.schedule and not m["paused"]:
-        nxt = _dt(next_slot(spec.schedule, spec.timezone, max(_now(), m["last_slot"] or 0)))
+    if spec.schedule and not m["paused"] and error is None:
+        try:
+            nxt = _dt(next_slot(spec.schedule, spec.timezone, max(_now(), m["last_slot"] or 0)))
+        except Exception as e:  # e.g. a schedule whose next fire time croniter cannot find
+            error = f"schedule: {spec.schedule!r}: no next fire time ({type(e).__name__}: {e})"
     return Job(
         name=m["name"],
         spec=spec,
@@ -197,4 +227,6 @@ def job_from_row(
         next_run_at=nxt,
         last_run=run_from_row(last) if last else None,
         paused=bool(m["paused"]),
+        status="invalid" if error else "ok",
+        error=error,
     )

@@ -277,13 +277,27 @@ def _next_attempt(sup: Supervisor, run_id: str, return_when_final: bool) -> bool
         time.sleep(min(wait, 1.0))
         return True
     if not runs.claim_run(run_id, sup.executor):
-        return False  # a scheduler took it
+        if runs.get_run(run_id).status != RunStatus.QUEUED:
+            return False  # a scheduler took it
+        _recover_dead(r.job)  # the job is at its max_concurrent: wait for a turn (a crashed run frees its turn)
+        time.sleep(0.2)
+        return True
     sup.launch(runs.get_run(run_id), get_job(r.job).spec.timeout)
     while sup.poll():
         if return_when_final and runs.get_run(run_id).status in FINAL:
             return False
         time.sleep(0.02)
     return True
+
+
+def _recover_dead(job: str):
+    "Finish as `interrupted` the runs of `job` marked running on this host whose process is gone (no scheduler)."
+    host = socket.gethostname()
+    for r in runs.running_runs():
+        if r.runner_host != host or pid_alive(r.runner_pid, (r.started_at or 0) + 10):
+            continue
+        if runs.get_run(r.id).job == job:
+            runs.finish_run(r.id, r.attempt, RunStatus.INTERRUPTED.value, f"its process (pid {r.runner_pid}) is gone")
 
 
 def drive_run(

@@ -18,8 +18,15 @@ from .. import store
 from ..config import get_logger, lazy_import, settings
 from . import hooks
 from .catalog import _job_dir, declared_parameters, get_job, snapshot
-from .records import Job, JobRun, _dt, _iso, _now, run_from_row
-from .spec import JobNotFoundError, JobSpec, JobValidationError, check_parameters
+from .records import Job, JobRun, _dt, _iso, _now, read_spec, run_from_row
+from mlscale_sdk.jobs.spec import (
+    JobNotFoundError,
+    JobSpec,
+    JobValidationError,
+    check_language,
+    check_parameters,
+    read_notebook,
+)
 from ..status import FINAL, RETRYABLE, RunStatus
 
 log = get_logger("jobs")
@@ -181,8 +188,12 @@ def queue_run(
 ) -> JobRun:
     "Queue a run of job `name` (parameters checked against the notebook first)."
     job = get_job(name)
+    if job.error:
+        raise JobValidationError(f"job {name!r} has an invalid spec ({job.error}): promote it again or delete it")
     if parameters:
-        check_parameters(declared_parameters(snapshot(job.name, job.version)), parameters, job.spec.notebook)
+        snap = snapshot(job.name, job.version)
+        check_language(read_notebook(snap), parameters, job.spec.notebook)
+        check_parameters(declared_parameters(snap), parameters, job.spec.notebook)
     t, row = store.tables(), run_row(job, scheduled_for, parameters, trigger)
     with t.engine.begin() as c:
         if store.insert_ignore(t.runs, [row], c) == 0:
@@ -214,13 +225,40 @@ def record_slots(
     return new
 
 # %% ../../nbs/06e_jobs_runs.ipynb #7640580f
+def _claim_target(run_id: str) -> tuple[str, int] | None:
+    "The job of queued run `run_id` and its `max_concurrent` (None if the run is not queued or its job is invalid)."
+    sa = lazy_import("sqlalchemy")
+    t = store.tables()
+    R, J = t.runs, t.jobs
+    q = sa.select(R.c.job, J.c.name, J.c.spec, J.c.paused).join(J, J.c.name == R.c.job)
+    with t.engine.connect() as c:
+        row = c.execute(q.where(R.c.id == run_id, R.c.status == RunStatus.QUEUED.value)).first()
+    if row is None:
+        return None
+    spec, error = read_spec(row)
+    return None if error else (row.job, spec.max_concurrent)
+
+
 def claim_run(run_id: str, executor: str, pid: int | None = None) -> bool:
-    "Atomically move a queued run to `running` for `executor`; False if someone else has it."
+    "Atomically move a queued run to `running` for `executor`; False if someone else has it or its job is at its limit."
+    sa = lazy_import("sqlalchemy")
+    if (target := _claim_target(run_id)) is None:
+        return False
+    job, limit = target
     t, now = store.tables(), _now()
+    R, R2 = t.runs, t.runs.alias("active")
+    active = (
+        sa.select(sa.func.count())
+        .select_from(R2)
+        .where(R2.c.job == job, R2.c.status == RunStatus.RUNNING.value)
+        .scalar_subquery()
+    )
     with t.engine.begin() as c:
+        if c.dialect.name != "sqlite":  # one claim per job at a time (SQLite: the UPDATE below holds the write lock)
+            c.execute(sa.select(t.jobs.c.name).where(t.jobs.c.name == job).with_for_update())
         r = c.execute(
-            t.runs.update()
-            .where(t.runs.c.id == run_id, t.runs.c.status == RunStatus.QUEUED.value)
+            R.update()
+            .where(R.c.id == run_id, R.c.status == RunStatus.QUEUED.value, active < limit)
             .values(
                 status=RunStatus.RUNNING.value,
                 started_at=now,
@@ -350,8 +388,10 @@ def _record_end(
         row = c.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).first()
         if row is None or row.status != RunStatus.RUNNING.value or row.attempt != attempt:
             return None
-        jrow = c.execute(sa.select(t.jobs.c.spec).where(t.jobs.c.name == row.job)).first()
-        spec = JobSpec.model_validate_json(jrow.spec) if jrow else None
+        J = t.jobs
+        jrow = c.execute(sa.select(J.c.name, J.c.spec, J.c.paused).where(J.c.name == row.job)).first()
+        spec, bad = read_spec(jrow) if jrow else (None, None)
+        spec = None if bad else spec  # an invalid job's run ends without retries
         retry = status in RETRYABLE and spec is not None and attempt <= spec.retries
         vals = dict(
             status=status,

@@ -19,8 +19,10 @@ import mlscale_sdk
 from ..config import lazy_import
 
 # %% auto #0
-__all__ = ['JobError', 'JobValidationError', 'JobNotFoundError', 'check_cron', 'check_timezone', 'cron_slots', 'next_slot',
-           'JobSpec', 'make_spec', 'template_path', 'read_notebook', 'inspect_parameters', 'check_parameters']
+__all__ = ['CRON_HORIZON_YEARS', 'MAX_TAGS', 'MAX_TAG_CHARS', 'MAX_JSON_BYTES', 'MAX_RULES', 'DAY', 'JobError',
+           'JobValidationError', 'JobNotFoundError', 'check_cron', 'check_timezone', 'cron_slots', 'next_slot',
+           'JobSpec', 'make_spec', 'spec_from_json', 'template_path', 'read_notebook', 'inspect_parameters',
+           'check_language', 'check_parameters']
 
 # %% ../../nbs/06a_jobs_spec.ipynb #67cc3f76
 class JobError(Exception):
@@ -35,6 +37,9 @@ class JobNotFoundError(JobError, LookupError):
     "An unknown job or run."
 
 # %% ../../nbs/06a_jobs_spec.ipynb #66f61d7a
+CRON_HORIZON_YEARS = 5  # a schedule must fire within this many years
+
+
 def check_cron(
     expr: str,  # cron expression: 5 fields, 6 (seconds last) or @hourly/@daily/...
 ) -> str:
@@ -54,6 +59,13 @@ def check_cron(
         raise JobValidationError(
             f"schedule: {expr!r} is not a valid cron expression (e.g. '0 2 * * *' = every day at 02:00)"
         )
+    try:
+        croniter(expr, datetime.now(), max_years_between_matches=CRON_HORIZON_YEARS).get_next(datetime)
+    except Exception:
+        raise JobValidationError(
+            f"schedule: {expr!r} never fires (no time in the next {CRON_HORIZON_YEARS} years matches it, "
+            "e.g. 30 February)"
+        ) from None
     return expr
 
 # %% ../../nbs/06a_jobs_spec.ipynb #d277e9e1
@@ -103,22 +115,37 @@ def next_slot(
 
 # %% ../../nbs/06a_jobs_spec.ipynb #9a080aa2
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+MAX_TAGS, MAX_TAG_CHARS, MAX_JSON_BYTES, MAX_RULES = 50, 64, 64 * 1024, 50
+DAY = 86_400.0
+
+
+def _check_json(v):
+    "`v` as JSON must be finite (no inf/nan) and at most `MAX_JSON_BYTES`; returns `v`."
+    try:
+        text = json.dumps(v, allow_nan=False)
+    except ValueError:
+        raise ValueError("a value is not a finite number (inf or nan); use a finite number or null") from None
+    except TypeError as e:
+        raise ValueError(f"values must be JSON-like (numbers, strings, booleans, lists, dicts): {e}") from None
+    if len(text.encode()) > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES // 1024} KiB as JSON ({len(text.encode())} bytes)")
+    return v
 
 
 class JobSpec(BaseModel):
     "What a job runs, when, where, and what to do when it fails."
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str  # job name: letters, digits, `_ . -`
-    notebook: str  # notebook path, relative to the project root
-    schedule: str | None = None  # cron (5 fields, or 6 with seconds last); None: on demand only
-    timezone: str = "UTC"  # IANA time zone the schedule is read in
+    notebook: str = Field(max_length=1000)  # notebook path, relative to the project root
+    schedule: str | None = Field(None, max_length=200)  # cron (5 fields, or 6 with seconds last); None: on demand
+    timezone: str = Field("UTC", max_length=100)  # IANA time zone the schedule is read in
     parameters: dict[str, Any] = Field(default_factory=dict)  # papermill parameters (checked against the notebook)
     cluster: str | dict | None = None  # cluster profile name or inline `{cls, options}`, started per run
     retries: int = Field(0, ge=0, le=100)  # extra attempts after a failure, timeout or interruption
-    retry_delay: float = Field(60, ge=0)  # seconds before the first retry; doubles each time
-    timeout: float | None = Field(None, gt=0)  # seconds a run may take; the kernel and its children are killed after
-    max_concurrent: int = Field(1, ge=1)  # runs of this job at once
+    retry_delay: float = Field(60, ge=0, le=DAY)  # seconds before the first retry (at most a day); doubles each time
+    timeout: float | None = Field(None, ge=1, le=7 * DAY)  # seconds a run may take (1 s..7 days); then it is killed
+    max_concurrent: int = Field(1, ge=1, le=100)  # runs of this job at once
     catchup: Literal["latest", "all", "none"] = "latest"  # missed slots: run the latest, all, or none (recorded)
     tags: dict[str, str] = Field(default_factory=dict)  # free-form labels
     paused: bool = False  # no scheduled runs while paused
@@ -147,13 +174,24 @@ class JobSpec(BaseModel):
     @field_validator("parameters")
     @classmethod
     def _params(cls, v):
-        try:
-            json.dumps(v)
-        except TypeError as e:
-            raise ValueError(
-                f"parameter values must be JSON-like (numbers, strings, booleans, lists, dicts): {e}"
-            ) from None
+        return _check_json(v)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v):
+        if len(v) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} tags, got {len(v)}")
+        for k, x in v.items():
+            if len(k) > MAX_TAG_CHARS or len(x) > MAX_TAG_CHARS:
+                raise ValueError(f"{k[:MAX_TAG_CHARS]!r} is longer than {MAX_TAG_CHARS} characters (name or value)")
         return v
+
+    @field_validator("alerts", "on_failure", "on_missed_schedule")
+    @classmethod
+    def _rules(cls, v):
+        if len(v) > MAX_RULES:
+            raise ValueError(f"at most {MAX_RULES} rules, got {len(v)}")
+        return _check_json(v)
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         "The spec as YAML (written to `path` when given)."
@@ -196,6 +234,14 @@ def _pydantic_message(e: ValidationError) -> str:
     return "invalid job spec: " + "; ".join(parts)
 
 
+def _spec_error(e: ValidationError) -> JobValidationError:
+    "One `JobValidationError` for pydantic's errors (ours, raised inside a validator, as they are)."
+    inner = [x.get("ctx", {}).get("error") for x in e.errors()]
+    if len(inner) == 1 and isinstance(inner[0], JobValidationError):
+        return inner[0]
+    return JobValidationError(_pydantic_message(e))
+
+
 def make_spec(**kwargs) -> JobSpec:
     "Build a `JobSpec`, turning pydantic's errors into one `JobValidationError` line."
     try:
@@ -203,10 +249,17 @@ def make_spec(**kwargs) -> JobSpec:
     except JobValidationError:
         raise
     except ValidationError as e:
-        inner = [x.get("ctx", {}).get("error") for x in e.errors()]
-        if len(inner) == 1 and isinstance(inner[0], JobValidationError):
-            raise inner[0] from None
-        raise JobValidationError(_pydantic_message(e)) from None
+        raise _spec_error(e) from None
+
+
+def spec_from_json(
+    text: str,  # a spec as stored (JSON)
+) -> JobSpec:
+    "Parse and validate a stored spec; `JobValidationError` saying what is wrong."
+    try:
+        return JobSpec.model_validate_json(text)
+    except ValidationError as e:
+        raise _spec_error(e) from None
 
 # %% ../../nbs/06a_jobs_spec.ipynb #23772ad2
 def template_path(
@@ -264,17 +317,33 @@ def _papermill_inspect(notebook: str | Path, nb) -> dict:
         return pm.inspect_notebook(f"{d}/nb.ipynb")
 
 
+def _language(nb) -> str | None:
+    "The notebook's language as papermill finds it (`language_info`, then `kernelspec`)."
+    md = nb.metadata
+    return (md.get("language_info") or {}).get("name") or (md.get("kernelspec") or {}).get("language")
+
+
+def _check_cell_parses(nb, i: int, notebook):
+    "A Python `parameters` cell must parse (IPython `%magic` and `!shell` lines aside)."
+    if (_language(nb) or "python") != "python":
+        return
+    src = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in nb.cells[i].source.splitlines())
+    try:
+        ast.parse(src)
+    except SyntaxError as e:
+        raise JobValidationError(
+            f"notebook {notebook}: its parameters cell (cell {i + 1}) does not parse: {e.msg} at line {e.lineno}"
+        ) from None
+
+
 def inspect_parameters(
     notebook: str | Path,  # path of the notebook
 ) -> dict:
-    "The notebook's parameters `{name: {default, type, help}}`; `JobValidationError` without a `parameters` cell."
+    "The notebook's parameters `{name: {default, type, help}}` (`{}` without a `parameters` cell)."
     nb = read_notebook(notebook)
-    if _parameters_cell(nb) is None:
-        raise JobValidationError(
-            f"notebook {notebook} has no cell tagged 'parameters': add the tag to the cell that "
-            "sets the defaults (in JupyterLab: property inspector → cell tags) so papermill "
-            "can inject values after it"
-        )
+    if (i := _parameters_cell(nb)) is None:
+        return {}
+    _check_cell_parses(nb, i, notebook)
     out = {}
     for name, p in _papermill_inspect(notebook, nb).items():
         t = p.get("inferred_type_name") or "None"
@@ -296,6 +365,19 @@ _COMPAT = {
 }
 
 
+def check_language(
+    nb,  # a notebook (`read_notebook`)
+    given: dict,  # parameters to inject
+    notebook: str = "the notebook",  # for messages
+):
+    "Papermill injects parameters in the kernel's language: a notebook given parameters must name it."
+    if given and not _language(nb):
+        raise JobValidationError(
+            f"{notebook} has no kernelspec language in its metadata, so papermill cannot inject parameters "
+            "('No language found'): open it in JupyterLab, select a kernel (e.g. Python 3) and save it"
+        )
+
+
 def check_parameters(
     declared: dict,  # from `inspect_parameters`
     given: dict,  # values for the job
@@ -303,6 +385,12 @@ def check_parameters(
 ):
     "Raise `JobValidationError` for unknown parameters or values of an incompatible type."
     unknown = sorted(set(given) - set(declared))
+    if unknown and not declared:
+        raise JobValidationError(
+            f"{notebook} has no parameters (no cell tagged 'parameters', or it sets none), so {unknown} cannot be "
+            "passed: set their defaults in one cell and tag it (JupyterLab: select the cell, open the Property "
+            "Inspector (gear icon, right sidebar) and add the tag `parameters`), or run it without parameters"
+        )
     if unknown:
         raise JobValidationError(
             f"unknown parameter(s) {unknown} for {notebook}; its parameters cell defines: {sorted(declared) or 'none'}"
