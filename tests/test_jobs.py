@@ -238,7 +238,7 @@ c.close()
 def test_job_cluster_is_started_exported_and_torn_down(project):
     from mlscale_sdk import clusters
     J.promote(make_nb(project / "clu.ipynb", body=CLUSTER_BODY),
-              cluster={"cls": "distributed.LocalCluster", "options": {"n_workers": 1, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}})
+              cluster={"cls": "distributed.LocalCluster", "options": {"n_workers": 1, "threads_per_worker": 1, "processes": True, "dashboard_address": "127.0.0.1:0"}})
     r = J.run_now("clu", wait=True, timeout=240)
     assert r.status == "succeeded", r.error
     info = json.loads((Path(r.output_path).parent / "cluster.json").read_text())
