@@ -66,6 +66,7 @@ BAD = [
     ("cron_fields", dict(schedule="* * *"), "has 3 field(s)"),
     ("bad_tz", dict(schedule="0 2 * * *", timezone="Europe/Atlantis"), "unknown time zone 'Europe/Atlantis'"),
     ("unknown_profile", dict(cluster="no-such-profile"), "no cluster profile named 'no-such-profile'"),
+    ("profile_path", dict(cluster="../clusters/local.yaml"), "profile name '../clusters/local.yaml' is not valid"),
     ("outside", dict(), "is outside the project"),
     ("invalid_json", dict(), "cannot be read"),
     ("bad_retries", dict(retries=-1), "retries: Input should be greater than or equal to 0"),
