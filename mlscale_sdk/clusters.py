@@ -193,7 +193,7 @@ CLUSTER_CLASSES = (
     "dask_gateway.GatewayCluster",
     "dask_kubernetes.operator.KubeCluster",
 )
-_FACTORIES = {"distributed.SSHCluster", "dask_gateway.GatewayCluster"}  # callables that return a cluster
+_FACTORIES = {"distributed.SSHCluster", "dask_gateway.GatewayCluster", "mlscale_sdk.clusters.RemoteCluster"}
 
 
 def allowed_cluster_classes() -> list[str]:
@@ -217,7 +217,7 @@ def check_cluster_class(
 
 def _check_cluster_object(dotted: str, obj):
     "Refuse an imported object that is not a Dask cluster manager."
-    if obj is RemoteCluster or (dotted in _FACTORIES and callable(obj)):
+    if dotted in _FACTORIES and callable(obj):  # ours, or callables that return a cluster
         return obj
     from distributed.deploy import Cluster
 
