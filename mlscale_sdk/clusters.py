@@ -32,9 +32,11 @@ from .formatting import clusters_html, fmt_bytes, kv_table_html
 log = get_logger("clusters")
 
 # %% auto #0
-__all__ = ['log', 'ClusterError', 'ClusterNotFoundError', 'ClusterValidationError', 'ClusterConflictError', 'ProfileError',
-           'profile_dirs', 'Profile', 'parse_profile', 'list_profiles', 'get_profile', 'GPUInfo', 'gpu_info',
-           'choose_profile', 'keep_workers_light', 'scheduler_alive', 'scheduler_workers', 'RemoteCluster',
+__all__ = ['log', 'CLUSTER_CLASSES', 'CODE_OPTIONS', 'LISTEN_OPTIONS', 'ClusterError', 'ClusterNotFoundError',
+           'ClusterValidationError', 'ClusterConflictError', 'ProfileError', 'profile_dirs', 'Profile', 'parse_profile',
+           'check_name', 'check_profile_name', 'allowed_cluster_classes', 'check_cluster_class', 'check_options',
+           'inline_profile', 'check_cluster_spec', 'profile_options', 'list_profiles', 'get_profile', 'GPUInfo',
+           'gpu_info', 'choose_profile', 'keep_workers_light', 'scheduler_alive', 'scheduler_workers', 'RemoteCluster',
            'ClusterRecord', 'register_cluster', 'unregister_cluster', 'list_clusters', 'get_cluster', 'scale_cluster',
            'adapt_cluster', 'stop_cluster', 'ClusterHandle', 'start_cluster', 'serve_cluster', 'start_detached']
 
@@ -107,7 +109,10 @@ def _expand(v, where: str):
         return v
 
     def sub(m):
-        val = os.environ.get(m.group(1), m.group(2))
+        val = os.environ.get(m.group(1))
+        if val is None and m.group(1) == "MLSCALE_LISTEN_ADDRESS":  # the setting, also from pyproject.toml
+            val = settings().listen_address
+        val = m.group(2) if val is None else val
         if val is None:
             raise ProfileError(f"{where}: environment variable {m.group(1)} is not set and has no default")
         return val
@@ -140,6 +145,214 @@ def parse_profile(
         raise ProfileError(f"{where}: 'gpu' must be true or false")
     return Profile(name=name, cls=cls, options=opts, description=str(doc.get("description", "")), gpu=gpu, path=path)
 
+# %% ../nbs/01_clusters.ipynb #f1ec7dd0
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit (no '/', no '..')"
+
+
+def check_name(
+    name,  # a cluster or profile name from a caller
+    what: str = "cluster name",  # what it names, for the message
+) -> str:
+    "`name` when it is a plain name, else a `ClusterValidationError`."
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:
+        raise ClusterValidationError(f"{what} {name!r} is not valid: use {_NAME_RULE}")
+    return name
+
+
+def check_profile_name(
+    name,  # a profile name from a caller
+) -> str:
+    "`name` when it is a profile name (never a file path), else a `ClusterValidationError`."
+    if isinstance(name, str) and name.endswith((".yaml", ".yml")):
+        raise ClusterValidationError(
+            f"profile name {name!r} is not valid: a profile is chosen by name (e.g. {Path(name).stem!r}), "
+            f"not by file; put the file in one of {', '.join(map(str, profile_dirs()))}"
+        )
+    return check_name(name, "profile name")
+
+
+def _state_file(
+    name: str,  # cluster name
+    suffix: str,  # e.g. ".log"
+) -> Path:
+    "`<state>/clusters/<name><suffix>`, refusing a name that would leave that folder."
+    base = (settings().state_dir / "clusters").resolve()
+    p = (base / f"{check_name(name)}{suffix}").resolve()
+    if p.parent != base:
+        raise ClusterValidationError(f"cluster name {name!r} would write outside {base}")
+    return p
+
+# %% ../nbs/01_clusters.ipynb #2242345f
+CLUSTER_CLASSES = (
+    "distributed.LocalCluster",
+    "distributed.SSHCluster",
+    "dask_cuda.LocalCUDACluster",
+    "mlscale_sdk.clusters.RemoteCluster",
+    *(f"dask_jobqueue.{k}Cluster" for k in ("SLURM", "PBS", "SGE", "LSF", "HTCondor", "OAR", "Moab")),
+    "dask_gateway.GatewayCluster",
+    "dask_kubernetes.operator.KubeCluster",
+)
+_FACTORIES = {"distributed.SSHCluster", "dask_gateway.GatewayCluster", "mlscale_sdk.clusters.RemoteCluster"}
+
+
+def allowed_cluster_classes() -> list[str]:
+    "The dotted cluster-manager classes a profile may name: the built-in ones and the `cluster_classes` setting."
+    return [*CLUSTER_CLASSES, *(c for c in settings().cluster_classes if c not in CLUSTER_CLASSES)]
+
+
+def check_cluster_class(
+    dotted,  # dotted class path from a profile or an inline spec
+) -> str:
+    "`dotted` when it is an allowed cluster manager (checked without importing anything)."
+    allowed = allowed_cluster_classes()
+    if dotted not in allowed:
+        raise ClusterValidationError(
+            f"{dotted!r} is not an allowed cluster manager class; allowed: {', '.join(allowed)}. "
+            "To allow another Dask cluster class, add it to `cluster_classes` in [tool.mlscale] of pyproject.toml "
+            "or to MLSCALE_CLUSTER_CLASSES (comma-separated)"
+        )
+    return dotted
+
+
+def _check_cluster_object(dotted: str, obj):
+    "Refuse an imported object that is not a Dask cluster manager."
+    if dotted in _FACTORIES and callable(obj):  # ours, or callables that return a cluster
+        return obj
+    from distributed.deploy import Cluster
+
+    if not (isinstance(obj, type) and issubclass(obj, Cluster)):
+        raise ClusterValidationError(
+            f"{dotted} is not a Dask cluster manager (a subclass of distributed.deploy.Cluster)"
+        )
+    return obj
+
+# %% ../nbs/01_clusters.ipynb #fe0f707f
+CODE_OPTIONS = frozenset(
+    """preload preload_argv preload_nanny preload_nanny_argv worker_class scheduler_class worker_cls
+    scheduler_cls cluster_class job_cls plugins worker_plugins scheduler_plugins nanny_plugins extensions
+    services extra extra_args worker_extra_args scheduler_extra_args job_script_prologue job_script_epilogue
+    prologue epilogue python env_extra job_extra job_extra_directives job_directives_skip
+    submit_command_extra cancel_command_extra security worker_command worker_module scheduler_module
+    remote_python connect_options setup pre_import env environ environment worker_env scheduler_env image
+    worker_image scheduler_image custom_cluster_spec spec scheduler_spec worker_spec scheduler_file
+    local_directory log_directory shared_temp_directory jupyter config""".split()
+)
+LISTEN_OPTIONS = frozenset(
+    "host interface dashboard_address worker_dashboard_address contact_address listen_address".split()
+)
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _local_listen(key: str, v) -> bool:
+    "Whether a listening option keeps the cluster on the loopback (or on the `listen_address` setting)."
+    if v is None:
+        return True
+    if not isinstance(v, str):
+        return False
+    if key == "interface":
+        return v == "lo"
+    v = re.sub(r"^\w+://", "", v)
+    host = v.rsplit(":", 1)[0] if re.search(r":\d*$", v) else v
+    host = host.strip("[]")
+    return host in _LOOPBACK or (bool(host) and host == settings().listen_address)
+
+# %% ../nbs/01_clusters.ipynb #8011e006
+def _from_profile_only(key: str, why: str) -> ClusterValidationError:
+    dirs = ", ".join(map(str, profile_dirs()))
+    return ClusterValidationError(
+        f"option {key!r} {why}, so it may only be set in a profile file ({dirs}), "
+        "not in an inline spec, a job spec, a request or an override"
+    )
+
+
+def _check_value(v, key: str, depth: int = 0):
+    "Refuse code-loading keys, open listeners and anything but modest JSON values in `v`, recursively."
+    if isinstance(v, dict):
+        if depth >= 4 or len(v) > 50:
+            raise ClusterValidationError(f"option {key!r} is too large or too deeply nested")
+        for k, x in v.items():
+            sub = f"{key}.{k}" if key else str(k)
+            if not isinstance(k, str):
+                raise ClusterValidationError(f"option {sub!r}: keys must be strings")
+            norm = k.lower().replace("-", "_")
+            if norm in CODE_OPTIONS:
+                raise _from_profile_only(sub, "can run code or touch files on the cluster's machines")
+            if norm in LISTEN_OPTIONS and not _local_listen(norm, x):
+                raise _from_profile_only(
+                    sub, f"= {x!r} would listen beyond the loopback (or set the listen_address setting)"
+                )
+            _check_value(x, sub, depth + 1)
+    elif isinstance(v, list):
+        if depth >= 4 or len(v) > 100:
+            raise ClusterValidationError(f"option {key!r} is too large or too deeply nested")
+        for i, x in enumerate(v):
+            _check_value(x, f"{key}[{i}]", depth + 1)
+    elif isinstance(v, str):
+        if len(v) > 1000:
+            raise ClusterValidationError(f"option {key!r} is too long ({len(v)} characters, at most 1000)")
+        if "${" in v:
+            raise _from_profile_only(key, "refers to an environment variable")
+    elif v is not None and not isinstance(v, (bool, int, float)):
+        raise ClusterValidationError(
+            f"option {key!r} must be a JSON value (number, string, boolean, null, list or mapping), "
+            f"got {type(v).__name__}"
+        )
+
+
+def check_options(
+    options,  # keyword arguments for a cluster class from an untrusted caller
+    reserved=(),  # argument names of the function they are passed through, which they may not use
+) -> dict:
+    "`options` when they are safe to pass to a cluster class, else a `ClusterValidationError` naming the key."
+    if not isinstance(options, dict):
+        raise ClusterValidationError(f"options must be a mapping of keyword arguments, got {type(options).__name__}")
+    for k in options:
+        if not isinstance(k, str) or not k.isidentifier():
+            raise ClusterValidationError(f"option {k!r} is not a keyword argument name")
+        if k in reserved:
+            raise ClusterValidationError(
+                f"option {k!r} is an argument of start_cluster/start_detached, not a cluster option; "
+                f"options may not use {', '.join(sorted(reserved))}"
+            )
+    _check_value(options, "")
+    return options
+
+# %% ../nbs/01_clusters.ipynb #035b1851
+_LOCAL_CLASSES = {"distributed.LocalCluster", "dask_cuda.LocalCUDACluster"}
+
+
+def inline_profile(
+    doc,  # an untrusted `{cls, options}` mapping (optionally with `name`, `description`, `gpu`)
+) -> Profile:
+    "A `Profile` from an inline spec: allowed class, safe options."
+    if not isinstance(doc, dict):
+        raise ProfileError(f"an inline cluster spec must be a mapping with 'cls' and 'options', got {doc!r}")
+    name = check_name(doc.get("name", "inline"), "profile name")
+    prof = parse_profile({k: v for k, v in doc.items() if k != "name"}, name)
+    check_cluster_class(prof.cls)
+    check_options(prof.options)
+    if prof.cls in _LOCAL_CLASSES:  # listen where the shipped profiles do unless told otherwise
+        addr = settings().listen_address
+        prof.options = {"host": addr, "dashboard_address": f"{addr}:0", **prof.options}
+    return prof
+
+
+def check_cluster_spec(
+    spec,  # a job spec's `cluster`: a profile name or an inline `{cls, options}`
+):
+    "`spec` when it is a valid profile name or a safe inline spec, else a `ClusterValidationError`."
+    if spec is not None:
+        inline_profile(spec) if isinstance(spec, dict) else check_profile_name(spec)
+    return spec
+
+
+def profile_options(
+    prof: Profile,  # a resolved profile
+) -> dict:
+    "The profile's options with `${VAR}` references expanded."
+    return _expand(prof.options, str(prof.path or prof.name))
+
 # %% ../nbs/01_clusters.ipynb #84c576d6
 def _read_profile(path: Path) -> Profile:
     import yaml
@@ -162,18 +375,18 @@ def list_profiles() -> dict[str, Profile]:
 
 
 def get_profile(
-    profile: str | Path | dict | Profile,  # a name, a YAML file, an inline `{cls, options}` dict or a Profile
+    profile: str | Path | dict | Profile,  # a profile name, an inline `{cls, options}`, a Profile or a `Path`
 ) -> Profile:
-    "Resolve `profile` to a validated `Profile`."
+    "Resolve `profile` to a validated `Profile`; a string is a name on the search path, never a file."
     if isinstance(profile, Profile):
         return profile
+    if isinstance(profile, Path):  # only Python code passes a Path: a file its author chose
+        if not profile.expanduser().is_file():
+            raise ProfileError(f"profile file {profile} does not exist")
+        return _read_profile(profile.expanduser())
     if isinstance(profile, dict):
-        return parse_profile({k: v for k, v in profile.items() if k != "name"}, profile.get("name", "inline"))
-    p = Path(str(profile)).expanduser()
-    if p.suffix in (".yaml", ".yml"):
-        if not p.is_file():
-            raise ProfileError(f"profile file {p} does not exist")
-        return _read_profile(p)
+        return inline_profile(profile)
+    check_profile_name(profile)
     for d in profile_dirs():
         for ext in (".yaml", ".yml"):
             if (d / f"{profile}{ext}").is_file():
@@ -733,13 +946,16 @@ def _record(handle):
 
 # %% ../nbs/01_clusters.ipynb #77dff2e0
 def _import_cls(dotted: str):
+    "The cluster class `dotted`, which must be on the allowlist (checked before importing) and a cluster manager."
+    check_cluster_class(dotted)
     mod, _, attr = dotted.rpartition(".")
     extra = "gpu" if mod.startswith("dask_cuda") else None
     m = lazy_import(mod, extra)
     try:
-        return getattr(m, attr)
+        obj = getattr(m, attr)
     except AttributeError:
         raise ProfileError(f"{mod} has no cluster class {attr!r}") from None
+    return _check_cluster_object(dotted, obj)
 
 
 def _check_gpu(prof: Profile):
@@ -789,25 +1005,37 @@ def _register_named(handle: ClusterHandle, running: list):
         raise  # not handle.close(): that would unregister the other cluster of this name
 
 # %% ../nbs/01_clusters.ipynb #a42ec2f2
+_START_ARGS = frozenset({"profile", "name", "register", "set_as_default"})
+
+
+def _default_name(prof: Profile) -> str:
+    "A fresh registry name: the profile's name (made plain) and a short id."
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", prof.name).strip("-_.")[:56] or "cluster"
+    return f"{stem.replace('..', '.')}-{secrets.token_hex(3)}"
+
+
 def start_cluster(
-    profile: str | Path | dict | Profile = "auto",  # "auto", a profile name, a YAML path or an inline `{cls, options}`
+    profile: str | Path | dict | Profile = "auto",  # "auto", a profile name, an inline `{cls, options}` or a Profile
     name: str | None = None,  # registry name (default: profile plus a short id)
     register: bool = True,  # record the cluster in the project's registry
     set_as_default: bool = True,  # its client runs `.compute()` and `.persist()`, as `Client(cluster)` does
-    **options,  # override the profile's options, e.g. n_workers=4
+    **options,  # override the profile's options with JSON values, e.g. n_workers=4 (no code-loading options)
 ) -> ClusterHandle:
     "Start (or connect to) a Dask cluster from a profile and return its handle."
+    check_options(options, _START_ARGS)
+    if name is not None:
+        check_name(name)
     pname, reason = choose_profile(profile) if isinstance(profile, str) else (None, "an explicit profile was given")
     prof = get_profile(pname or profile)
-    opts = _expand({**prof.options, **options}, str(prof.path or prof.name))
+    opts = {**profile_options(prof), **options}
     _check_gpu(prof)
-    named, name = name is not None, name or f"{prof.name}-{secrets.token_hex(3)}"
+    named, name = name is not None, name or _default_name(prof)
     # an explicit name is checked against the registry (SQLAlchemy import, table, live entries) while the workers
     # start; a generated name is unique, so it is recorded in the background once the cluster is up, off the
     # caller's path
+    cls = _import_cls(prof.cls)
     running = _Background(list_clusters) if register and named else None
     keep_workers_light()
-    cls = _import_cls(prof.cls)
     if cls is RemoteCluster:
         opts["set_as_default"] = set_as_default
     t0 = time.perf_counter()
@@ -870,18 +1098,24 @@ def _serve_main():
         sys.exit(1)
 
 # %% ../nbs/01_clusters.ipynb #1e1eb353
+_DETACHED_ARGS = _START_ARGS | {"ready_file", "timeout", "overrides"}
+
+
 def start_detached(
-    profile: str = "auto",  # profile to start
+    profile: str = "auto",  # profile name to start
     name: str | None = None,  # registry name
     timeout: float = 120,  # seconds to wait for the cluster to come up
+    overrides: dict | None = None,  # option overrides from a request body (checked like `**options`)
     **options,
 ) -> ClusterRecord:
     "Start a cluster in a background process that outlives the caller; return its registry entry."
+    options = check_options({**options, **check_options(overrides or {}, _DETACHED_ARGS)}, _DETACHED_ARGS)
+    if not isinstance(profile, str):
+        raise ClusterValidationError(f"profile must be a profile name, got {type(profile).__name__}")
     p = get_profile(choose_profile(profile)[0])  # fail fast on a bad profile name
-    name = name or f"{p.name}-{secrets.token_hex(3)}"
-    logdir = settings().state_dir / "clusters"
-    logdir.mkdir(parents=True, exist_ok=True)
-    logf, ready = logdir / f"{name}.log", logdir / f"{name}.ready"
+    name = check_name(name) if name is not None else _default_name(p)
+    logf, ready = _state_file(name, ".log"), _state_file(name, ".ready")
+    logf.parent.mkdir(parents=True, exist_ok=True)
     ready.unlink(missing_ok=True)
     spec = json.dumps({"profile": profile, "name": name, "ready_file": str(ready), "options": options})
     args = [sys.executable, "-c", "from mlscale_sdk.clusters import _serve_main; _serve_main()", spec]

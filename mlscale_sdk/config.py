@@ -50,6 +50,8 @@ class Settings:
     experiment: str = "mlscale"  # default MLflow experiment
     data_dir: Path | None = None  # generated and user data (partitioned Parquet)
     cluster_path: tuple = ()  # extra folders searched for cluster profiles
+    cluster_classes: tuple = ()  # dotted cluster-manager classes allowed besides the built-in ones
+    listen_address: str = "127.0.0.1"  # where shipped cluster profiles listen (scheduler, dashboard)
     log_level: str = "INFO"  # level of the `mlscale` logger
     feast_online: str = "sqlite"  # Feast online store: `sqlite` (embedded) or a Redis URL `redis://host:port[/db]`
 
@@ -101,6 +103,9 @@ def load_settings(
     cpath = get("cluster_path", ())
     if isinstance(cpath, str):
         cpath = tuple(p for p in cpath.split(os.pathsep) if p)
+    classes = get("cluster_classes", ())
+    if isinstance(classes, str):  # MLSCALE_CLUSTER_CLASSES: comma-separated
+        classes = [c.strip() for c in classes.split(",")]
     return Settings(
         root=root,
         state_dir=state,
@@ -111,6 +116,8 @@ def load_settings(
         experiment=get("experiment", "mlscale"),
         data_dir=data,
         cluster_path=tuple(Path(p).expanduser() for p in cpath),
+        cluster_classes=tuple(str(c) for c in classes if c),
+        listen_address=str(get("listen_address", "127.0.0.1")),
         log_level=get("log_level", "INFO"),
         feast_online=get("feast_online", "sqlite"),
     )

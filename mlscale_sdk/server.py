@@ -186,7 +186,7 @@ class ClustersHandler(MlscaleHandler):
             raise BadRequest("profile (a profile name) is required")
         if not isinstance(options, dict):
             raise BadRequest("options must be an object")
-        rec = await self.call(clusters.start_detached, profile, name=b.get("name"), **options)
+        rec = await self.call(clusters.start_detached, profile, name=b.get("name"), overrides=options)
         return 201, rec.to_dict()
 
 

@@ -49,7 +49,9 @@ def test_bad_profiles_are_clear_errors(project, text, message):
     assert r.returncode == 1 and "Traceback" not in r.stderr and message in r.stderr
 
 
-def test_bad_options_and_unknown_class(project):
+def test_bad_options_and_unknown_class(project, monkeypatch):
+    monkeypatch.setenv("MLSCALE_CLUSTER_CLASSES", "distributed.NoSuchCluster,no_such_package.Cluster")
+    C.settings.cache_clear()
     with pytest.raises(C.ClusterError, match="unexpected keyword argument 'no_such_option'"):
         C.start_cluster("local", no_such_option=1)
     with pytest.raises(C.ProfileError, match="bad options for distributed.SSHCluster"):
@@ -294,3 +296,192 @@ def test_scheduler_workers_is_never_the_clients_empty_cache(project):
                     cached.append(len(c.scheduler_info(n_workers=-1)["workers"]))
     assert set(asked) == {2}
     assert 0 in cached, f"upstream fixed the race: scheduler_info() never came back empty in {len(cached)} calls"
+
+
+# ---------------------------------------------------------------- untrusted input (issue 11)
+
+def _no_cluster_left():
+    assert C.list_clusters() == []
+
+
+def test_only_dask_cluster_managers_are_built(project, tmp_path_factory):
+    "A profile, an inline spec or a job spec naming any other class is refused before anything is imported."
+    from mlscale_sdk.jobs import JobValidationError, make_spec
+    marker = tmp_path_factory.mktemp("outside") / "ran"
+    popen = {"cls": "subprocess.Popen", "options": {"args": ["touch", str(marker)]}}
+    with pytest.raises(C.ClusterValidationError) as e:
+        C.start_cluster(popen)
+    msg = str(e.value)
+    assert "subprocess.Popen" in msg and "distributed.LocalCluster" in msg and "cluster_classes" in msg
+    assert "MLSCALE_CLUSTER_CLASSES" in msg
+    with pytest.raises(C.ClusterValidationError, match="not an allowed cluster"):
+        C.start_cluster({"cls": "antigravity.Cluster"})
+    assert "antigravity" not in sys.modules, "the class must be checked before its module is imported"
+    (project / "clusters").mkdir()
+    (project / "clusters" / "evil.yaml").write_text(f"cls: subprocess.Popen\noptions: {{args: [touch, '{marker}']}}\n")
+    with pytest.raises(C.ClusterValidationError, match="not an allowed cluster"):
+        C.start_cluster("evil")
+    with pytest.raises(JobValidationError, match="not an allowed cluster"):
+        make_spec(name="j", notebook="nb.ipynb", cluster=popen)
+    r = mlscale("cluster", "start", "evil", "--foreground", check=False)
+    assert r.returncode == 1 and "not an allowed cluster" in r.stderr and "Traceback" not in r.stderr
+    assert not marker.exists()
+    _no_cluster_left()
+
+
+def test_allowed_classes_extend_by_setting_and_must_be_cluster_managers(project, monkeypatch):
+    alias = {"cls": "distributed.deploy.local.LocalCluster", "options": {"n_workers": 1, "processes": False}}
+    with pytest.raises(C.ClusterValidationError, match="not an allowed cluster"):
+        C.start_cluster(alias, register=False, set_as_default=False)
+    monkeypatch.setenv("MLSCALE_CLUSTER_CLASSES", "distributed.deploy.local.LocalCluster,collections.OrderedDict")
+    C.settings.cache_clear()
+    assert "collections.OrderedDict" in C.allowed_cluster_classes()
+    with pytest.raises(C.ClusterValidationError, match="not a Dask cluster manager"):
+        C.start_cluster({"cls": "collections.OrderedDict"})
+    with C.start_cluster(alias, register=False, set_as_default=False) as h:
+        assert h.client.submit(lambda: 2).result() == 2
+    inline = C.get_profile({"cls": "distributed.LocalCluster", "options": {"n_workers": 1}})
+    assert (inline.options["host"], inline.options["dashboard_address"]) == ("127.0.0.1", "127.0.0.1:0")
+
+
+@pytest.mark.parametrize("profile", [
+    "../clusters/local", "local.yaml", "/etc/passwd", "clusters/local.yaml", "..", "a b", "", "x" * 65,
+])
+def test_profiles_are_chosen_by_name_never_by_path(project, profile):
+    from mlscale_sdk.jobs import JobValidationError, make_spec
+    with pytest.raises(C.ClusterValidationError, match="profile name"):
+        C.get_profile(profile)
+    with pytest.raises(C.ClusterValidationError, match="profile name"):
+        C.start_cluster(profile)
+    with pytest.raises(C.ClusterValidationError, match="profile name"):
+        C.start_detached(profile)
+    with pytest.raises(JobValidationError, match="profile name"):
+        make_spec(name="j", notebook="nb.ipynb", cluster=profile)
+    _no_cluster_left()
+
+
+def test_a_profile_file_outside_the_search_path_is_not_read(project, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "evil.yaml"
+    outside.write_text("cls: distributed.LocalCluster\noptions: {n_workers: 1}\n")
+    with pytest.raises(C.ClusterValidationError, match="profile name"):
+        C.start_detached(str(outside))
+    assert not (project / ".mlscale" / "clusters").exists() or not list((project / ".mlscale" / "clusters").iterdir())
+    # a Python caller may still load a file it chose, as a Path or a Profile object
+    assert C.get_profile(outside).cls == "distributed.LocalCluster"
+    assert C.get_profile(C.get_profile(outside)).name == "evil"
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"preload": ["/tmp/evil.py"]}, "preload"),
+    ({"worker_class": "subprocess.Popen"}, "worker_class"),
+    ({"plugins": ["x"]}, "plugins"),
+    ({"scheduler_kwargs": {"preload": "x"}}, "scheduler_kwargs.preload"),
+    ({"worker_options": {"Preload-Argv": ["x"]}}, "worker_options.Preload-Argv"),
+    ({"security": {"tls_ca_file": "/etc/passwd"}}, "security"),
+    ({"local_directory": "/tmp/elsewhere"}, "local_directory"),
+    ({"env": {"LD_PRELOAD": "/tmp/x.so"}}, "env"),
+    ({"dashboard_address": ":0"}, "dashboard_address"),
+    ({"host": "0.0.0.0"}, "host"),
+    ({"address": "${AWS_SECRET_ACCESS_KEY}"}, "address"),
+])
+def test_options_that_load_code_come_only_from_profile_files(project, overrides, key):
+    from mlscale_sdk.jobs import JobValidationError, make_spec
+    with pytest.raises(C.ClusterValidationError) as e:
+        C.start_cluster("local", register=False, **overrides)
+    assert repr(key) in str(e.value) and "profile file" in str(e.value)
+    with pytest.raises(C.ClusterValidationError, match="profile file"):
+        C.start_detached("local", **overrides)
+    with pytest.raises(C.ClusterValidationError, match="profile file"):
+        C.start_cluster({"cls": "distributed.LocalCluster", "options": {"n_workers": 1, **overrides}})
+    with pytest.raises(JobValidationError, match="profile file"):
+        make_spec(name="j", notebook="nb.ipynb", cluster={"cls": "distributed.LocalCluster", "options": overrides})
+    _no_cluster_left()
+
+
+def test_overrides_are_json_values_and_do_not_collide_with_arguments(project):
+    with pytest.raises(C.ClusterValidationError, match="JSON"):
+        C.start_cluster("local", register=False, n_workers=object())
+    with pytest.raises(C.ClusterValidationError, match="too"):
+        C.start_cluster("local", register=False, n_workers="x" * 5000)
+    for key in ("name", "profile", "register", "set_as_default", "ready_file", "timeout"):
+        with pytest.raises(C.ClusterValidationError, match=f"{key!r}.*argument"):
+            C.start_detached("local", overrides={key: 1})
+    _no_cluster_left()
+    assert not (project / ".mlscale" / "clusters").exists() or not list((project / ".mlscale" / "clusters").iterdir())
+
+
+def test_a_profile_file_may_set_code_loading_options(project):
+    (project / "clusters").mkdir()
+    (project / "clusters" / "trusted.yaml").write_text(
+        "cls: distributed.LocalCluster\n"
+        f"options: {{n_workers: 1, dashboard_address: '127.0.0.1:0', local_directory: '{project / 'scratch'}',"
+        " preload: []}\n")
+    with C.start_cluster("trusted", register=False, set_as_default=False) as h:
+        assert h.client.submit(lambda: 1).result() == 1
+        assert (project / "scratch").is_dir()
+
+
+@pytest.mark.parametrize("name", ["../../outside/victim", "a/b", "..", "/abs", ".hidden", "x" * 65, "", 3])
+def test_cluster_names_cannot_write_outside_the_state_dir(project, tmp_path_factory, name):
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "victim.log").write_text("precious")
+    (outside / "victim.ready").write_text("keep me")
+    if name == "../../outside/victim":   # relative to <project>/.mlscale/clusters
+        name = os.path.relpath(outside / "victim", project / ".mlscale" / "clusters")
+    with pytest.raises(C.ClusterValidationError, match="cluster name"):
+        C.start_detached("local", name=name)
+    with pytest.raises(C.ClusterValidationError, match="cluster name"):
+        C.start_cluster("local", name=name)
+    assert (outside / "victim.log").read_text() == "precious" and (outside / "victim.ready").read_text() == "keep me"
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.log", "victim.ready"]
+    if isinstance(name, str):   # the CLI goes through the same checks
+        r = mlscale("cluster", "start", "local", "--name", name, check=False)
+        assert r.returncode == 1 and "cluster name" in r.stderr and "Traceback" not in r.stderr
+        assert (outside / "victim.log").read_text() == "precious"
+    _no_cluster_left()
+
+
+def test_state_files_resolve_under_the_state_dir(project):
+    p = C._state_file("ok-name.1", ".log")
+    assert p.parent == (project / ".mlscale" / "clusters").resolve() and p.name == "ok-name.1.log"
+    with pytest.raises(C.ClusterValidationError):
+        C._state_file("../x", ".log")
+
+
+def _listening(pids):
+    import psutil
+    out = []
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        out += [c.laddr for c in conns if c.status == psutil.CONN_LISTEN]
+    return out
+
+
+def test_local_cluster_listens_on_loopback_only(project, monkeypatch):
+    import psutil
+    from urllib.parse import urlparse
+    before = {a.port for a in _listening([os.getpid()])}
+    with C.start_cluster("local", n_workers=1, register=False, set_as_default=False) as h:
+        h.wait_for_workers(1)
+        assert h.scheduler_address.startswith("tcp://127.0.0.1:")
+        assert urlparse(h.dashboard_link).hostname == "127.0.0.1"
+        pids = [os.getpid(), *(p.pid for p in psutil.Process().children(recursive=True))]
+        new = [a for a in _listening(pids) if a.port not in before]
+        ports = {a.port for a in new}
+        assert C._host_port(h.scheduler_address)[1] in ports and urlparse(h.dashboard_link).port in ports
+        assert new and all(a.ip == "127.0.0.1" for a in new), new
+    # the setting opens them, for every shipped profile that listens
+    monkeypatch.setenv("MLSCALE_LISTEN_ADDRESS", "0.0.0.0")
+    C.settings.cache_clear()
+    opts = C.profile_options(C.get_profile("local"))
+    assert (opts["host"], opts["dashboard_address"]) == ("0.0.0.0", "0.0.0.0:0")
+    assert C.profile_options(C.get_profile("ssh"))["scheduler_options"]["dashboard_address"] == "0.0.0.0:0"
+    assert C.profile_options(C.get_profile("local-gpu"))["dashboard_address"] == "0.0.0.0:0"
+
+
+def test_shipped_profiles_do_not_bind_all_interfaces():
+    for p in sorted((Path(C.__file__).resolve().parent.parent / "clusters").glob("*.yaml")):
+        assert '":0"' not in p.read_text() and "0.0.0.0" not in p.read_text(), p

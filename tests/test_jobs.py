@@ -66,6 +66,7 @@ BAD = [
     ("cron_fields", dict(schedule="* * *"), "has 3 field(s)"),
     ("bad_tz", dict(schedule="0 2 * * *", timezone="Europe/Atlantis"), "unknown time zone 'Europe/Atlantis'"),
     ("unknown_profile", dict(cluster="no-such-profile"), "no cluster profile named 'no-such-profile'"),
+    ("profile_path", dict(cluster="../clusters/local.yaml"), "profile name '../clusters/local.yaml' is not valid"),
     ("outside", dict(), "is outside the project"),
     ("invalid_json", dict(), "cannot be read"),
     ("bad_retries", dict(retries=-1), "retries: Input should be greater than or equal to 0"),
@@ -238,7 +239,7 @@ c.close()
 def test_job_cluster_is_started_exported_and_torn_down(project):
     from mlscale_sdk import clusters
     J.promote(make_nb(project / "clu.ipynb", body=CLUSTER_BODY),
-              cluster={"cls": "distributed.LocalCluster", "options": {"n_workers": 1, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}})
+              cluster={"cls": "distributed.LocalCluster", "options": {"n_workers": 1, "threads_per_worker": 1, "processes": True, "dashboard_address": "127.0.0.1:0"}})
     r = J.run_now("clu", wait=True, timeout=240)
     assert r.status == "succeeded", r.error
     info = json.loads((Path(r.output_path).parent / "cluster.json").read_text())

@@ -242,6 +242,34 @@ async def test_start_cluster_from_profile_then_stop(project, call):
     assert recs == []
 
 
+async def test_cluster_requests_are_untrusted_input(project, call, tmp_path_factory):
+    "POST /clusters: profile names only, plain cluster names, no code-loading or colliding options (issue 11)."
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "victim.log").write_text("precious")
+    (outside / "victim.ready").write_text("keep me")
+    (outside / "evil.yaml").write_text("cls: subprocess.Popen\noptions: {args: [touch, x]}\n")
+    victim = os.path.relpath(outside / "victim", project / ".mlscale" / "clusters")
+    bad = [
+        ({"profile": str(outside / "evil.yaml")}, "profile name"),
+        ({"profile": "../clusters/local"}, "profile name"),
+        ({"profile": "local", "name": victim}, "cluster name"),
+        ({"profile": "local", "name": {"x": 1}}, "cluster name"),
+        ({"profile": "local", "options": {"preload": ["/tmp/x.py"]}}, "'preload'"),
+        ({"profile": "local", "options": {"scheduler_kwargs": {"worker_class": "x"}}}, "'scheduler_kwargs.worker_class'"),
+        ({"profile": "local", "options": {"dashboard_address": ":0"}}, "'dashboard_address'"),
+        ({"profile": "local", "options": {"name": "x"}}, "not a cluster option"),
+        ({"profile": "local", "options": {"timeout": 1}}, "not a cluster option"),
+        ({"profile": "local", "options": {"register": False}}, "not a cluster option"),
+    ]
+    for body, message in bad:
+        code, out = await call("POST", "clusters", body=body)
+        assert code == 400 and message in out["error"], (body, code, out)
+    assert (outside / "victim.log").read_text() == "precious" and (outside / "victim.ready").exists()
+    assert sorted(p.name for p in outside.iterdir()) == ["evil.yaml", "victim.log", "victim.ready"]
+    code, recs = await call("GET", "clusters")
+    assert code == 200 and recs == []
+
+
 # ---------------------------------------------------------------- MLflow and monitoring
 
 @pytest.mark.slow

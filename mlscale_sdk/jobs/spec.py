@@ -165,6 +165,13 @@ class JobSpec(BaseModel):
     def _schedule(cls, v):
         return None if v is None or not str(v).strip() else check_cron(v)
 
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, v):
+        from mlscale_sdk.clusters import check_cluster_spec
+
+        return check_cluster_spec(v)  # a profile name (never a path) or an inline spec of an allowed class
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v):
