@@ -26,8 +26,9 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def receiver():
-    "A local HTTP server that records requests (webhooks, Pushgateway PUTs)."
+def receiver(monkeypatch):
+    "A local HTTP server that records requests (webhooks, Pushgateway PUTs); loopback webhooks allowed."
+    monkeypatch.setenv("MLSCALE_ALLOW_PRIVATE_WEBHOOKS", "1")
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     srv.requests, srv.codes, srv.lock = [], [], threading.Lock()
     srv.url = f"http://127.0.0.1:{srv.server_port}"
