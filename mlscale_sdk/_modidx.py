@@ -615,6 +615,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                        'mlscale_sdk.jobs.spec.JobSpec._tz': ('jobs_spec.html#jobspec._tz', 'mlscale_sdk/jobs/spec.py'),
                                        'mlscale_sdk.jobs.spec.JobSpec.from_yaml': ( 'jobs_spec.html#jobspec.from_yaml',
                                                                                     'mlscale_sdk/jobs/spec.py'),
+                                       'mlscale_sdk.jobs.spec.JobSpec.redacted': ( 'jobs_spec.html#jobspec.redacted',
+                                                                                   'mlscale_sdk/jobs/spec.py'),
                                        'mlscale_sdk.jobs.spec.JobSpec.to_yaml': ( 'jobs_spec.html#jobspec.to_yaml',
                                                                                   'mlscale_sdk/jobs/spec.py'),
                                        'mlscale_sdk.jobs.spec.JobValidationError': ( 'jobs_spec.html#jobvalidationerror',

@@ -109,10 +109,10 @@ class Job:
     paused: bool = False
 
     def to_dict(self) -> dict:
-        "JSON-able fields, the spec as a dict, times as ISO strings."
+        "JSON-able fields, the spec as a dict (secrets masked), times as ISO strings."
         return {
             "name": self.name,
-            "spec": self.spec.model_dump(mode="json"),
+            "spec": self.spec.redacted(),
             "version": self.version,
             "versions": self.versions,
             "created_at": _iso(self.created_at),
