@@ -170,14 +170,15 @@ def redact_url(
 _URL_RE = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"<>]+")
 _PAIR_RE = re.compile(
     r"(?i)\b((?:proxy-)?authorization|cookie|x-[\w-]*(?:token|key|secret|signature)|password|passwd|api[_-]?key"
-    r"|access[_-]token|client[_-]secret|secret|token)(['\"]?\s*[:=]\s*['\"]?)((?:bearer|basic|token)\s+)?([^\s'\",;&]+)"
+    r"|access[_-]token|client[_-]secret|secret|token)(['\"]?\s*[:=]\s*['\"]?)((?:bearer|basic|token)\s+)?"
+    r"(\$\{[A-Za-z_]\w*\}(?=[\s'\",;&:.)\]}]|$)|[^\s'\",;&]+)"
 )
 
 
 def _url(m) -> str:
     "A URL found in text, redacted (trailing punctuation is not part of it)."
     u = m.group(0)
-    tail = len(u) - len(u.rstrip(".,:;!?)]}"))
+    tail = len(u) - len(u.rstrip(".,:;!?)]"))
     return redact_url(u[: len(u) - tail]) + u[len(u) - tail :]
 
 
