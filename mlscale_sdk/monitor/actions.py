@@ -74,11 +74,12 @@ def _internal(ip: str) -> bool:
 def check_webhook_target(
     url: str,  # a resolved webhook URL
     allow_private: bool | None = None,  # None: the `allow_private_webhooks` setting
+    where: str | None = None,  # how messages name it (default: `webhook <url redacted>`)
 ):
     "Refuse (`ActionError`) a URL that is not http(s) or whose host resolves to an internal address."
-    u = urlsplit(url)
+    u, where = urlsplit(url), where or f"webhook {redact_url(url)}"
     if u.scheme not in ("http", "https") or not u.hostname:
-        raise ActionError(f"webhook {redact_url(url)}: not an http(s) URL")
+        raise ActionError(f"{where}: not an http(s) URL")
     if _config().allow_private_webhooks if allow_private is None else allow_private:
         return
     try:
@@ -87,7 +88,7 @@ def check_webhook_target(
         return  # the POST fails the same way, and is retried
     if bad := sorted({i[4][0] for i in infos if _internal(i[4][0])}):
         raise ActionError(
-            f"webhook {redact_url(url)}: refused: {u.hostname} resolves to {', '.join(bad)}, an internal address "
+            f"{where}: refused: {u.hostname} resolves to {', '.join(bad)}, an internal address "
             "(loopback, private or link-local); set allow_private_webhooks = true in [tool.mlscale] "
             "(or MLSCALE_ALLOW_PRIVATE_WEBHOOKS=1) to allow it"
         )
@@ -132,7 +133,7 @@ def send_webhook(
     hdrs = {"Content-Type": "application/json", "User-Agent": "mlscale-monitor", **extra}
     last = None
     for attempt in range(1, retries + 2):
-        check_webhook_target(real, allow_private)
+        check_webhook_target(real, allow_private, shown)
         status, last, retryable = _post(real, body, hdrs, timeout)
         if status is not None:
             return {"status": status, "attempts": attempt}
