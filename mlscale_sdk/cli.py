@@ -241,12 +241,13 @@ def mlflow_ui(port, print_only):
 
     from mlscale_sdk.tracking import ui_command
 
-    cmd = ui_command(port)
+    cmd = ui_command(port)  # passwords masked: what is printed
     if print_only:
         click.echo(cmd)
         return
     click.echo(f"running: {cmd}")
-    os.execvp(shlex.split(cmd)[0], shlex.split(cmd))
+    argv = shlex.split(ui_command(port, reveal=True))
+    os.execvp(argv[0], argv)
 
 # %% ../nbs/11_cli.ipynb #6b9910e4
 @main.group(cls=MlscaleGroup)
@@ -343,7 +344,7 @@ def jobs_show(name):
     from mlscale_sdk import jobs as J
 
     j = J.get_job(name)
-    click.echo(j.spec.to_yaml().rstrip())
+    click.echo(j.spec.to_yaml(redacted=True).rstrip())
     click.echo(
         f"version: {j.version}\nversions: {', '.join(v['version'] for v in j.versions)}\nnext_run_at: {j.next_run_at}"
     )

@@ -54,6 +54,11 @@ class Settings:
     listen_address: str = "127.0.0.1"  # where shipped cluster profiles listen (scheduler, dashboard)
     log_level: str = "INFO"  # level of the `mlscale` logger
     feast_online: str = "sqlite"  # Feast online store: `sqlite` (embedded) or a Redis URL `redis://host:port[/db]`
+    smtp_host: str = "localhost"  # the SMTP server of email actions: the only one given MLSCALE_SMTP_USER/PASSWORD
+    smtp_port: int = 25
+    smtp_from: str = ""  # sender of alert emails (default: mlscale@<hostname>)
+    smtp_starttls: bool | None = None  # STARTTLS; None: on when credentials are set (false: a local relay, tests)
+    allow_private_webhooks: bool = False  # webhooks may post to loopback, private and link-local addresses
 
     @property
     def runs_dir(self) -> Path:
@@ -64,8 +69,13 @@ class Settings:
         return self.state_dir / "jobs"
 
     def _repr_html_(self):
+        from html import escape
+
+        from .formatting import redact  # shown store URLs may hold passwords
+
         rows = "".join(
-            f"<tr><td><b>{f.name}</b></td><td><code>{getattr(self, f.name)}</code></td></tr>" for f in fields(self)
+            f"<tr><td><b>{f.name}</b></td><td><code>{escape(redact(str(getattr(self, f.name))))}</code></td></tr>"
+            for f in fields(self)
         )
         return f"<table><caption>mlscale settings</caption>{rows}</table>"
 
@@ -79,6 +89,21 @@ def _pyproject_table(root: Path) -> dict:
         return tomllib.loads(p.read_text()).get("tool", {}).get("mlscale", {})
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{p}: invalid TOML ({e})") from None
+
+
+def _flag(
+    name: str,  # the setting, for the message
+    v,  # a bool, None, or text such as 1/0, true/false, yes/no, on/off
+) -> bool | None:
+    "A boolean setting from TOML or an environment variable; None (or empty text) stays None."
+    if v is None or isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("", "auto"):
+        return None
+    if s in ("1", "true", "yes", "on") or s in ("0", "false", "no", "off"):
+        return s in ("1", "true", "yes", "on")
+    raise ValueError(f"setting {name}: expected true or false, got {v!r}")
 
 
 def load_settings(
@@ -120,6 +145,11 @@ def load_settings(
         listen_address=str(get("listen_address", "127.0.0.1")),
         log_level=get("log_level", "INFO"),
         feast_online=get("feast_online", "sqlite"),
+        smtp_host=get("smtp_host", "localhost"),
+        smtp_port=int(get("smtp_port", 25)),
+        smtp_from=get("smtp_from", ""),
+        smtp_starttls=_flag("smtp_starttls", get("smtp_starttls", None)),
+        allow_private_webhooks=bool(_flag("allow_private_webhooks", get("allow_private_webhooks", False))),
     )
 
 # %% ../nbs/00_config.ipynb #3c987200
@@ -168,6 +198,17 @@ _engines: dict = {}
 _engines_lock = threading.Lock()
 
 
+def _private_file(
+    p: Path,  # a database file
+):
+    "Create `p` (and its folder) readable by its owner only (0600) if it does not exist yet; SQLite's WAL follows."
+    if str(p) in ("", ":memory:"):
+        return
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def state_engine(
     url: str | None = None,  # SQLAlchemy URL (default: `settings().state_db`)
 ):
@@ -178,7 +219,7 @@ def state_engine(
             return _engines[url]
         sa = importlib.import_module("sqlalchemy")
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(url.removeprefix("sqlite:///").split("?", 1)[0]))
             eng = sa.create_engine(url, connect_args={"timeout": 60})
 
             @sa.event.listens_for(eng, "connect")

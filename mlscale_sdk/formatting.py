@@ -6,15 +6,17 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from html import escape
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import ValidationError
 
 # %% auto #0
-__all__ = ['MISSING', 'fmt_bytes', 'fmt_time', 'iso_time', 'fmt_duration', 'fmt_number', 'fmt_metrics', 'parse_assignments',
-           'cluster_line', 'clusters_text', 'run_line', 'runs_text', 'kv_table_html', 'table_html', 'clusters_html',
-           'runs_html']
+__all__ = ['MISSING', 'MASK', 'SECRET_NAMES', 'fmt_bytes', 'fmt_time', 'iso_time', 'fmt_duration', 'fmt_number', 'fmt_metrics',
+           'parse_assignments', 'is_secret_name', 'mask', 'redact_url', 'redact_text', 'redact', 'cluster_line',
+           'clusters_text', 'run_line', 'runs_text', 'kv_table_html', 'table_html', 'clusters_html', 'runs_html']
 
 # %% ../nbs/00d_formatting.ipynb #36910d97
 MISSING = "-"  # what a value that is not known (yet) is shown as
@@ -104,6 +106,103 @@ def parse_assignments(
             raise ValidationError(f"expected KEY=VALUE, got {p!r}")
         out[k.strip()] = _parse_value(v, values)
     return out
+
+# %% ../nbs/00d_formatting.ipynb #bfb77aff
+MASK = "***"  # what a secret is shown as
+SECRET_NAMES = frozenset(
+    "token key secret password passwd pwd sig signature api_key apikey access_token auth authorization "
+    "proxy_authorization cookie set_cookie client_secret private_token refresh_token credentials".split()
+)  # query parameters, headers and fields whose values are secret (also any name ending in one of _SECRET_SUFFIXES)
+_SECRET_SUFFIXES = ("_token", "_key", "_secret", "_password", "_signature", "_sig")
+_REF_RE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+_PATH_SECRET_HOSTS = ("hooks.slack.com", "discord.com", "discordapp.com")  # the webhook's last path segment is a token
+
+
+def is_secret_name(
+    name,  # a query parameter, header or field name
+) -> bool:
+    "Whether values under `name` are secrets (`token`, `Authorization`, `X-Auth-Token`, `db_password`, ...)."
+    n = str(name).strip().lower().replace("-", "_")
+    return n in SECRET_NAMES or n.endswith(_SECRET_SUFFIXES)
+
+
+def mask(
+    v: str,  # a secret value
+) -> str:
+    "`v` masked, keeping an auth scheme word (`Bearer ***`) and `${ENV}` references, which are not secrets."
+    scheme, sp, rest = v.strip().partition(" ")
+    if sp and scheme.lower() in ("bearer", "basic", "token", "digest"):
+        return f"{scheme} {mask(rest)}"
+    return v if not v or _REF_RE.fullmatch(v.strip()) else MASK
+
+# %% ../nbs/00d_formatting.ipynb #47bef89c
+def _redact_query(q: str) -> str:
+    "A raw query string with the values of secret-named parameters masked."
+    parts = []
+    for p in q.split("&"):
+        k, eq, v = p.partition("=")
+        secret = eq and v and is_secret_name(unquote(k)) and not _REF_RE.fullmatch(unquote(v))
+        parts.append(f"{k}={MASK}" if secret else p)
+    return "&".join(parts)
+
+
+def redact_url(
+    url: str,  # any URL (http, database, ...)
+) -> str:
+    "`url` with its password, secret query parameters and webhook path tokens masked."
+    try:
+        u = urlsplit(url)
+        pw = u.password
+    except ValueError:
+        return url
+    if not u.scheme or not u.netloc:
+        return url
+    netloc, path = u.netloc, u.path
+    if pw is not None:
+        user, _, hostport = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:{mask(unquote(pw))}@{hostport}"
+    if (u.hostname or "").lower() in _PATH_SECRET_HOSTS and path.strip("/").count("/") >= 2:
+        head, _, last = path.rstrip("/").rpartition("/")
+        path = f"{head}/{mask(unquote(last))}"
+    return urlunsplit((u.scheme, netloc, path, _redact_query(u.query) if u.query else "", u.fragment))
+
+# %% ../nbs/00d_formatting.ipynb #fceda593
+_URL_RE = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"<>]+")
+_PAIR_RE = re.compile(
+    r"(?i)\b((?:proxy-)?authorization|cookie|x-[\w-]*(?:token|key|secret|signature)|password|passwd|api[_-]?key"
+    r"|access[_-]token|client[_-]secret|secret|token)(['\"]?\s*[:=]\s*['\"]?)((?:bearer|basic|token)\s+)?"
+    r"(\$\{[A-Za-z_]\w*\}(?=[\s'\",;&:.)\]}]|$)|[^\s'\",;&]+)"
+)
+
+
+def _url(m) -> str:
+    "A URL found in text, redacted (trailing punctuation is not part of it)."
+    u = m.group(0)
+    tail = len(u) - len(u.rstrip(".,:;!?)]"))
+    return redact_url(u[: len(u) - tail]) + u[len(u) - tail :]
+
+
+def _pair(m) -> str:
+    v = m.group(4)
+    return m.group(1) + m.group(2) + (m.group(3) or "") + (v if _REF_RE.fullmatch(v) or v.startswith(MASK) else MASK)
+
+
+def redact_text(
+    s: str,  # text: a message, a log line, a command
+) -> str:
+    "`s` with the secrets of every URL in it and of `name: value` / `name=value` pairs with secret names masked."
+    return _PAIR_RE.sub(_pair, _URL_RE.sub(_url, s))
+
+
+def redact(
+    x,  # a string, a mapping or a list (e.g. a job spec as a dict), or anything else (returned as is)
+):
+    "A copy of `x` with what looks secret masked: URLs, `token=...` text, the values of secret-named keys."
+    if isinstance(x, dict):
+        return {k: mask(v) if isinstance(v, str) and is_secret_name(k) else redact(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(redact(v) for v in x)
+    return redact_text(x) if isinstance(x, str) else x
 
 # %% ../nbs/00d_formatting.ipynb #f3dc6bd2
 def _known(v) -> str:

@@ -231,14 +231,18 @@ def client():
 # %% ../nbs/05_tracking.ipynb #e04c38a8
 def ui_command(
     port: int = 5000,  # port for `mlflow ui`
+    reveal: bool = False,  # keep passwords in the store URLs (to run it, not to show it)
 ) -> str:
-    "The shell command that opens the MLflow UI on the project's store."
+    "The shell command that opens the MLflow UI on the project's store (passwords masked unless `reveal`)."
+    from mlscale_sdk.formatting import redact_url
+
+    shown = (lambda u: u) if reveal else redact_url
     uri = tracking_uri()
     if _is_remote(uri):
-        return f"python -m webbrowser {shlex.quote(uri)}"
+        return f"python -m webbrowser {shlex.quote(shown(uri))}"
     return (
-        f"mlflow ui --backend-store-uri {shlex.quote(uri)} "
-        f"--default-artifact-root {shlex.quote(settings().mlflow_artifacts)} --port {port}"
+        f"mlflow ui --backend-store-uri {shlex.quote(shown(uri))} "
+        f"--default-artifact-root {shlex.quote(shown(settings().mlflow_artifacts))} --port {port}"
     )
 
 # %% ../nbs/05_tracking.ipynb #f3b7a705

@@ -20,14 +20,17 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
             code = srv.codes.pop(0) if srv.codes else 200
             srv.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
                                  "body": body.decode(), "code": code, "t": time.monotonic()})
-        self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
+        self.send_response(code); self.send_header("Content-Length", "0")
+        if 300 <= code < 400: self.send_header("Location", srv.url + "/elsewhere")
+        self.end_headers()
     do_POST = do_PUT = _handle
     def log_message(self, *a): pass
 
 
 @pytest.fixture
-def receiver():
-    "A local HTTP server that records requests (webhooks, Pushgateway PUTs)."
+def receiver(monkeypatch):
+    "A local HTTP server that records requests (webhooks, Pushgateway PUTs); loopback webhooks allowed."
+    monkeypatch.setenv("MLSCALE_ALLOW_PRIVATE_WEBHOOKS", "1")
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     srv.requests, srv.codes, srv.lock = [], [], threading.Lock()
     srv.url = f"http://127.0.0.1:{srv.server_port}"
@@ -710,3 +713,129 @@ def test_real_scheduler_serves_metrics(project):
         assert _samples(_parse(scrape()), "mlscale_job_last_run_success", mlscale_job="quick")[0].value == 1
     finally:
         p.terminate(); p.wait(60)
+
+
+# ---------------------------------------------------------------- secrets (issue 11)
+
+@pytest.fixture
+def smtp_pair():
+    "Two loopback SMTP servers recording AUTH logins and mail: [the configured one, one a job spec names]."
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+    servers = []
+    for _ in range(2):
+        rec = SimpleNamespace(logins=[], mails=[])
+        def auth(server, session, envelope, mechanism, data, rec=rec):
+            rec.logins.append((data.login.decode(), data.password.decode()))
+            return AuthResult(success=True)
+        class Handler:
+            async def handle_DATA(self, server, session, envelope, rec=rec):
+                rec.mails.append(list(envelope.rcpt_tos)); return "250 OK"
+        rec.ctl = Controller(Handler(), hostname="127.0.0.1", port=free_port(), authenticator=auth, auth_require_tls=False)
+        rec.ctl.start(); rec.port = rec.ctl.port
+        servers.append(rec)
+    yield servers
+    for rec in servers: rec.ctl.stop()
+
+
+def test_smtp_credentials_go_only_to_the_configured_server_and_over_starttls(project, smtp_pair, monkeypatch):
+    from mlscale_sdk import monitor
+    conf, other = smtp_pair
+    monkeypatch.setenv("MLSCALE_SMTP_HOST", "127.0.0.1"); monkeypatch.setenv("MLSCALE_SMTP_PORT", str(conf.port))
+    monkeypatch.setenv("MLSCALE_SMTP_USER", "mlscale"); monkeypatch.setenv("MLSCALE_SMTP_PASSWORD", "s3cr3t")
+    own = {"email": "a@example.org", "smtp_host": "127.0.0.1", "smtp_port": other.port, "starttls": False}
+    with pytest.raises(monitor.RuleError, match=r"on_failure\[0\]: smtp_host/smtp_port may not be set while the server has SMTP"):
+        monitor.validate_rules({"on_failure": [own]})
+    # a spec stored before (or a direct call): refused at send time, recorded as the action's outcome
+    for i, act in enumerate([own, {**own, "smtp_host": "localhost", "smtp_port": conf.port}]):
+        a = monitor.fire("j", f"own{i}", "m", [act])
+        assert not a.ok and "refused: the SMTP credentials (MLSCALE_SMTP_USER) go only to the configured" in a.actions[0]["error"]
+    # the configured server offers no STARTTLS: with credentials it is required (a spec cannot turn it off)
+    b = monitor.fire("j", "tls", "m", [{"email": "a@example.org", "starttls": False}])
+    assert not b.ok and "STARTTLS extension not supported" in b.actions[0]["error"], b.actions
+    assert other.logins == other.mails == conf.logins == conf.mails == []
+    monkeypatch.setenv("MLSCALE_SMTP_STARTTLS", "false")             # a local relay: the setting turns it off
+    c = monitor.fire("j", "relay", "m", [{"email": "a@example.org"}])
+    assert c.ok, c.actions
+    assert conf.logins == [("mlscale", "s3cr3t")] and conf.mails == [["a@example.org"]] and other.logins == other.mails == []
+    assert "s3cr3t" not in json.dumps(monitor.recent_alerts())
+
+
+def test_webhooks_to_internal_addresses_are_refused_unless_allowed(project, receiver, monkeypatch):
+    from mlscale_sdk import monitor
+    monkeypatch.delenv("MLSCALE_ALLOW_PRIVATE_WEBHOOKS")
+    urls = [receiver.url + "/hook", f"http://localhost:{receiver.server_port}/", "http://169.254.169.254/latest/meta-data",
+            "http://[::1]:9/", "http://10.1.2.3/", "http://[::ffff:127.0.0.1]:9/"]
+    for i, url in enumerate(urls):
+        a = monitor.fire("j", f"r{i}", "m", [{"webhook": url, "retries": 0}])          # never raises into the caller
+        assert not a.ok and "an internal address" in a.actions[0]["error"] and "allow_private_webhooks" in a.actions[0]["error"]
+    assert receiver.requests == []
+    assert [x["ok"] for x in monitor.recent_alerts(len(urls))] == [False] * len(urls)
+    monkeypatch.setenv("MLSCALE_ALLOW_PRIVATE_WEBHOOKS", "1")
+    assert monitor.fire("j", "allowed", "m", [{"webhook": receiver.url + "/hook"}]).ok and len(receiver.requests) == 1
+    monkeypatch.delenv("MLSCALE_ALLOW_PRIVATE_WEBHOOKS")
+    (project / "pyproject.toml").write_text("[tool.mlscale]\nallow_private_webhooks = true\n")   # or the project setting
+    assert monitor.fire("j", "project", "m", [{"webhook": receiver.url + "/hook"}]).ok and len(receiver.requests) == 2
+    # a redirect is not followed (it could lead to an internal address)
+    receiver.codes[:] = [302]
+    r = monitor.fire("j", "redirect", "m", [{"webhook": receiver.url + "/hook"}])
+    assert not r.ok and "HTTP 302" in r.actions[0]["error"] and [q["path"] for q in receiver.requests[2:]] == ["/hook"]
+
+
+def test_webhook_secrets_are_referenced_resolved_when_sent_and_never_shown(project, receiver, monkeypatch):
+    "`${ENV}` in url and headers: the receiver gets the secret; alerts, the CLI and log lines never show one."
+    import logging
+    from click.testing import CliRunner
+    from mlscale_sdk import jobs as J
+    from mlscale_sdk import monitor
+    from mlscale_sdk.cli import main
+    records = []
+    h = logging.Handler(); h.emit = lambda r: records.append(r.getMessage())
+    logging.getLogger("mlscale").addHandler(h)
+    try:
+        monkeypatch.setenv("HOOK_TOKEN", "s3cr3t-env")
+        ref = {"webhook": receiver.url + "/hook?token=${HOOK_TOKEN}", "headers": {"Authorization": "Bearer ${HOOK_TOKEN}"}}
+        literal = {"webhook": receiver.url + "/hook?token=abc123", "headers": {"Authorization": "Bearer s3cr3t"},
+                   "retries": 1, "backoff": 0.01}
+        body = "raise RuntimeError('boom')"
+        J.promote(_job_nb(project / "etl.ipynb", "rows = 1", body), on_failure=[ref, literal])
+        assert J.get_job("etl").spec.on_failure[0] == ref                  # stored as referenced, not resolved
+        receiver.codes[:] = [200, 500]                                     # the literal one fails once (a logged retry)
+        r = J.run_now("etl", wait=True, timeout=180)
+        assert r.status == "failed"
+        wait_for(lambda: len(receiver.requests) == 3, timeout=60, what="the on_failure webhooks")
+        sent = receiver.requests[0]
+        assert sent["path"] == "/hook?token=s3cr3t-env" and sent["headers"]["Authorization"] == "Bearer s3cr3t-env"
+        wait_for(lambda: monitor.recent_alerts() and all(x["ok"] is not None for x in monitor.recent_alerts()[0]["actions"]),
+                 timeout=30, what="the alert's outcome")
+        monkeypatch.delenv("HOOK_TOKEN")                                   # an unset reference: a recorded failure
+        a = monitor.fire("etl", "unset", "m", [ref, {**literal, "webhook": "http://127.0.0.1:9/x?token=abc123", "retries": 0}])
+        assert not a.ok and "environment variable HOOK_TOKEN is not set" in a.actions[0]["error"]
+        shown = {
+            "alerts": json.dumps(monitor.recent_alerts()),
+            "alerts cli": CliRunner().invoke(main, ["monitor", "alerts"]).output
+                          + CliRunner().invoke(main, ["monitor", "alerts", "--json"]).output,
+            "jobs show": CliRunner().invoke(main, ["jobs", "show", "etl"]).output,
+            "jobs list": CliRunner().invoke(main, ["jobs", "list", "--json"]).output,
+            "to_dict": json.dumps(J.get_job("etl").to_dict()),
+            "logs": "\n".join(records),
+            "runner.log": (project / ".mlscale" / "runs" / r.id / "runner.log").read_text(),
+        }
+        assert "token=***" in shown["alerts"] and "token=${HOOK_TOKEN}" in shown["alerts"] and "Bearer ***" in shown["jobs show"]
+        assert "retry 1/1" in shown["runner.log"] and "token=***" in shown["runner.log"]
+        for where, text in shown.items():
+            for secret in ("abc123", "s3cr3t"):
+                assert secret not in text, (where, text)
+    finally:
+        logging.getLogger("mlscale").removeHandler(h)
+
+
+def test_state_db_and_run_logs_are_owner_only(project):
+    import stat
+    from mlscale_sdk import store
+    from mlscale_sdk.jobs import runner, runs
+    store.ensure_schema()
+    assert stat.S_IMODE((project / ".mlscale" / "state.db").stat().st_mode) == 0o600
+    pid = runner.spawn_runner("no-such-run")                 # the runner fails (no such run); its log exists first
+    os.waitpid(pid, 0)
+    assert stat.S_IMODE((runs.run_dir("no-such-run") / "runner.log").stat().st_mode) == 0o600

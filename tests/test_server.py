@@ -321,6 +321,29 @@ async def test_monitor_alerts_and_series(project, call):
     assert code == 200 and [p["value"] for p in series] == [5.0]
 
 
+
+async def test_job_and_alert_secrets_are_redacted(project, call):
+    "A webhook with a token and an Authorization header: GET /jobs/{name}, /jobs and /monitor/alerts never show them."
+    from mlscale_sdk import jobs, monitor
+    make_nb(project / "work" / "score.ipynb")
+    hook = {"webhook": "https://hooks.example.com/x?token=abc123", "headers": {"Authorization": "Bearer s3cr3t"},
+            "retries": 0, "timeout": 2}
+    code, job = await call("POST", "jobs", body={"notebook": "work/score.ipynb", "name": "score", "on_failure": [hook]})
+    assert code == 201, job
+    assert jobs.get_job("score").spec.on_failure[0]["headers"] == {"Authorization": "Bearer s3cr3t"}   # stored as given
+    code, one = await call("GET", "jobs/score")
+    assert code == 200 and one["spec"]["on_failure"][0]["webhook"] == "https://hooks.example.com/x?token=***"
+    assert one["spec"]["on_failure"][0]["headers"] == {"Authorization": "Bearer ***"}
+    code, listed = await call("GET", "jobs")
+    # hooks.example.com does not resolve: a failed delivery whose error names the URL
+    alert = await asyncio.to_thread(monitor.fire, "score", "failure", "[mlscale] job score failed", [hook], kind="failure")
+    assert not alert.ok
+    code, alerts = await call("GET", "monitor/alerts")
+    assert code == 200 and alerts[0]["actions"][0]["action"] == "webhook https://hooks.example.com/x?token=***"
+    for where, shown in {"job": job, "GET job": one, "GET jobs": listed, "alerts": alerts}.items():
+        assert "abc123" not in json.dumps(shown) and "s3cr3t" not in json.dumps(shown), where
+
+
 # ---------------------------------------------------------------- installation
 
 def test_extension_enabled_after_install():

@@ -94,6 +94,22 @@ def test_env_tracking_uri_wins(tproj, tmp_path, monkeypatch):
     assert tracking.ui_command().startswith(f"mlflow ui --backend-store-uri sqlite:///{other}")
 
 
+def test_ui_command_masks_store_passwords(tproj, monkeypatch):
+    "A tracking store URL with a password: the printed command masks it (CLI --print-only too); reveal=True keeps it."
+    from click.testing import CliRunner
+    from mlscale_sdk.cli import main
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://ml:s3cr3t@db.example.org:5432/mlflow")
+    monkeypatch.setenv("MLSCALE_MLFLOW_ARTIFACTS", "s3://ak:sk-s3cr3t@bucket/art")
+    settings.cache_clear(); tracking.reset_cache()
+    cmd = tracking.ui_command()
+    assert "s3cr3t" not in cmd and "postgresql://ml:***@db.example.org:5432/mlflow" in cmd and "s3://ak:***@bucket/art" in cmd
+    assert "ml:s3cr3t@db.example.org" in tracking.ui_command(reveal=True)
+    out = CliRunner().invoke(main, ["mlflow-ui", "--print-only"])
+    assert out.exit_code == 0 and "s3cr3t" not in out.output and "ml:***@db" in out.output, out.output
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://user:s3cr3t@mlflow.example.org")
+    assert tracking.ui_command() == "python -m webbrowser 'https://user:***@mlflow.example.org'"
+
+
 def test_reset_cache_undoes_mlflow_settings(tproj, monkeypatch):
     import mlflow
     uri = tracking.configure()

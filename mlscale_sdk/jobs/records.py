@@ -111,10 +111,10 @@ class Job:
     error: str | None = None  # why the stored spec is invalid (its `spec` is then a placeholder)
 
     def to_dict(self) -> dict:
-        "JSON-able fields, the spec as a dict, times as ISO strings."
+        "JSON-able fields, the spec as a dict (secrets masked), times as ISO strings."
         return {
             "name": self.name,
-            "spec": self.spec.model_dump(mode="json"),
+            "spec": self.spec.redacted(),
             "version": self.version,
             "versions": self.versions,
             "created_at": _iso(self.created_at),

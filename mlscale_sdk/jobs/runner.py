@@ -131,7 +131,7 @@ def _run_in_child(run_id: str, backend: str | None, die_with_parent: bool):
             eng.dispose(close=False)  # never share the parent's connections
         d = runs.run_dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / "runner.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(d / "runner.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
@@ -371,7 +371,8 @@ def spawn_runner(run_id: str) -> int:
 
     d = runs.run_dir(run_id)
     d.mkdir(parents=True, exist_ok=True)
-    with open(d / "runner.log", "a") as f:
+    # owner-only (0600): a run's log may show its parameters and errors
+    with os.fdopen(os.open(d / "runner.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as f:
         # runpy warns that the package already imported this module: expected, the package re-exports it
         cmd = [sys.executable, "-W", "ignore::RuntimeWarning:runpy", "-m", "mlscale_sdk.jobs.runner", run_id]
         p = subprocess.Popen(

@@ -200,11 +200,21 @@ class JobSpec(BaseModel):
             raise ValueError(f"at most {MAX_RULES} rules, got {len(v)}")
         return _check_json(v)
 
-    def to_yaml(self, path: str | Path | None = None) -> str:
+    def redacted(self) -> dict:
+        "The spec as a JSON-able dict with its secrets masked: what is shown (REST, CLI), never stored."
+        from mlscale_sdk.formatting import redact
+
+        return redact(self.model_dump(mode="json"))
+
+    def to_yaml(
+        self,
+        path: str | Path | None = None,  # also write it here
+        redacted: bool = False,  # mask secrets (for showing it)
+    ) -> str:
         "The spec as YAML (written to `path` when given)."
         import yaml
 
-        text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        text = yaml.safe_dump(self.redacted() if redacted else self.model_dump(mode="json"), sort_keys=False)
         if path:
             Path(path).write_text(text)
         return text

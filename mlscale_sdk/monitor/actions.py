@@ -5,11 +5,14 @@
 # %% ../../nbs/08d_monitor_actions.ipynb #56886d9c
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
+import re
 import smtplib
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -19,8 +22,10 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 from html import escape
 from typing import Any
+from urllib.parse import urlsplit
 
-from ..config import get_logger, lazy_import
+from ..config import get_logger, lazy_import, load_settings, settings
+from ..formatting import redact, redact_text, redact_url
 from .errors import ActionError
 from .metrics import _iso, _tables
 from .rules import EmailAction, RetrainAction, WebhookAction, parse_action
@@ -28,72 +33,155 @@ from .rules import EmailAction, RetrainAction, WebhookAction, parse_action
 log = get_logger("monitor")
 
 # %% auto #0
-__all__ = ['log', 'send_webhook', 'send_email', 'run_action', 'Alert', 'fire', 'recent_alerts']
+__all__ = ['log', 'resolve_refs', 'check_webhook_target', 'send_webhook', 'send_email', 'run_action', 'Alert', 'fire',
+           'recent_alerts']
 
 # %% ../../nbs/08d_monitor_actions.ipynb #9dbe4159
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve_refs(
+    s: str,  # text with `${NAME}` references
+    where: str = "value",  # what it is, for the message
+) -> str:
+    "`s` with each `${NAME}` replaced by environment variable NAME of this process; `ActionError` if one is unset."
+
+    def sub(m):
+        if (v := os.environ.get(m.group(1))) is None:
+            raise ActionError(
+                f"{where}: environment variable {m.group(1)} is not set (referenced as ${{{m.group(1)}}})"
+            )
+        return v
+
+    return _REF.sub(sub, s)
+
+
+def _config():
+    "The project's settings as they are now (env changes count: the cached `settings()` may be older)."
+    return load_settings(settings().root)
+
+# %% ../../nbs/08d_monitor_actions.ipynb #f9216c0b
+_REFUSED = ("is_private", "is_loopback", "is_link_local", "is_reserved", "is_multicast", "is_unspecified")
+
+
+def _internal(ip: str) -> bool:
+    "Whether `ip` is an address inside a network (loopback, private, link-local, reserved, ...), not a public one."
+    a = ipaddress.ip_address(ip.split("%", 1)[0])
+    a = getattr(a, "ipv4_mapped", None) or a
+    return any(getattr(a, k) for k in _REFUSED) or not a.is_global
+
+
+def check_webhook_target(
+    url: str,  # a resolved webhook URL
+    allow_private: bool | None = None,  # None: the `allow_private_webhooks` setting
+    where: str | None = None,  # how messages name it (default: `webhook <url redacted>`)
+):
+    "Refuse (`ActionError`) a URL that is not http(s) or whose host resolves to an internal address."
+    u, where = urlsplit(url), where or f"webhook {redact_url(url)}"
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ActionError(f"{where}: not an http(s) URL")
+    if _config().allow_private_webhooks if allow_private is None else allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(u.hostname, u.port or (443 if u.scheme == "https" else 80), type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return  # the POST fails the same way, and is retried
+    if bad := sorted({i[4][0] for i in infos if _internal(i[4][0])}):
+        raise ActionError(
+            f"{where}: refused: {u.hostname} resolves to {', '.join(bad)}, an internal address "
+            "(loopback, private or link-local); set allow_private_webhooks = true in [tool.mlscale] "
+            "(or MLSCALE_ALLOW_PRIVATE_WEBHOOKS=1) to allow it"
+        )
+
+# %% ../../nbs/08d_monitor_actions.ipynb #5abbe29a
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    "Redirects are answers, not followed (a redirect could lead past `check_webhook_target`)."
+
+    def redirect_request(self, *a, **k):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
 def _post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int | None, str | None, bool]:
     "One POST: `(status, None, _)` on success, else `(None, problem, retryable)`."
     try:
         req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with _opener.open(req, timeout=timeout) as r:
             return r.status, None, False
     except urllib.error.HTTPError as e:
         return None, f"HTTP {e.code} {e.reason}", e.code >= 500 or e.code == 429
     except (urllib.error.URLError, OSError) as e:
-        return None, f"{type(e).__name__}: {getattr(e, 'reason', e)}", True
+        return None, redact_text(f"{type(e).__name__}: {getattr(e, 'reason', e)}"), True
 
 
 def send_webhook(
-    url: str,  # endpoint
+    url: str,  # endpoint (`${ENV}` references are resolved from this process's environment)
     payload: dict,  # JSON body
     retries: int = 3,  # retries after the first attempt
     backoff: float = 0.5,  # first retry delay (seconds), doubled each time
     timeout: float = 10,  # seconds per attempt
-    headers: dict | None = None,  # extra headers
+    headers: dict | None = None,  # extra headers (values may hold `${ENV}` references)
+    allow_private: bool | None = None,  # may post to internal addresses (None: the `allow_private_webhooks` setting)
 ) -> dict:
     "POST `payload` as JSON, retrying transient failures; returns `{status, attempts}` or raises `ActionError`."
+    shown = f"webhook {redact_url(url)}"
+    real = resolve_refs(url, shown)
+    extra = {k: resolve_refs(v, f"{shown}: header {k}") for k, v in (headers or {}).items()}
     body = json.dumps(payload, default=str).encode()
-    hdrs = {"Content-Type": "application/json", "User-Agent": "mlscale-monitor", **(headers or {})}
+    hdrs = {"Content-Type": "application/json", "User-Agent": "mlscale-monitor", **extra}
     last = None
     for attempt in range(1, retries + 2):
-        status, last, retryable = _post(url, body, hdrs, timeout)
+        check_webhook_target(real, allow_private, shown)
+        status, last, retryable = _post(real, body, hdrs, timeout)
         if status is not None:
             return {"status": status, "attempts": attempt}
         if not retryable:
-            raise ActionError(f"webhook {url}: {last} (not retried)")
+            raise ActionError(f"{shown}: {last} (not retried)")
         if attempt <= retries:
             delay = backoff * 2 ** (attempt - 1)
-            log.warning(f"webhook {url}: {last}; retry {attempt}/{retries} in {delay:.1f}s")
+            log.warning(f"{shown}: {last}; retry {attempt}/{retries} in {delay:.1f}s")
             time.sleep(delay)
-    raise ActionError(f"webhook {url}: failed after {retries + 1} attempt(s): {last}")
+    raise ActionError(f"{shown}: failed after {retries + 1} attempt(s): {last}")
 
 # %% ../../nbs/08d_monitor_actions.ipynb #3a93a380
+def _smtp_server(host, port, starttls) -> tuple[str, int, bool, str | None]:
+    "`(host, port, starttls, user)` to send through: the configured server, unless no credentials are set."
+    cfg, user = _config(), os.environ.get("MLSCALE_SMTP_USER") or None
+    if user and (host or cfg.smtp_host, int(port or cfg.smtp_port)) != (cfg.smtp_host, cfg.smtp_port):
+        raise ActionError(
+            f"email via {host or cfg.smtp_host}:{port or cfg.smtp_port} refused: the SMTP credentials "
+            f"(MLSCALE_SMTP_USER) go only to the configured smtp_host {cfg.smtp_host}:{cfg.smtp_port}; "
+            "remove smtp_host/smtp_port from the action"
+        )
+    tls = cfg.smtp_starttls if cfg.smtp_starttls is not None else bool(user)
+    return host or cfg.smtp_host, int(port or cfg.smtp_port), bool(tls or starttls), user
+
+
 def send_email(
     to: list | str,  # recipients
     subject: str,  # subject line
     body: str,  # plain-text body
-    host: str | None = None,
-    port: int | None = None,
-    sender: str | None = None,
-    starttls: bool | None = None,
+    host: str | None = None,  # SMTP server (default: the `smtp_host` setting; not another one with credentials)
+    port: int | None = None,  # its port (default: `smtp_port`)
+    sender: str | None = None,  # From (default: `smtp_from`, else mlscale@<hostname>)
+    starttls: bool | None = None,  # True: STARTTLS even without credentials
     timeout: float = 15,  # seconds
 ) -> dict:
     "Send a plain-text email over SMTP; returns `{to, host, port}` or raises `ActionError`."
     to = [to] if isinstance(to, str) else list(to)
-    env = os.environ.get
-    host = host or env("MLSCALE_SMTP_HOST", "localhost")
-    port = int(port or env("MLSCALE_SMTP_PORT", 25))
-    sender = sender or env("MLSCALE_SMTP_FROM") or f"mlscale@{socket.gethostname()}"
-    starttls = starttls if starttls is not None else env("MLSCALE_SMTP_STARTTLS", "") in ("1", "true", "yes")
+    host, port, tls, user = _smtp_server(host, port, starttls)
+    sender = sender or _config().smtp_from or f"mlscale@{socket.gethostname()}"
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, ", ".join(to), subject
     msg.set_content(body)
     try:
         with smtplib.SMTP(host, port, timeout=timeout) as s:
-            if starttls:
-                s.starttls()
-            if user := env("MLSCALE_SMTP_USER"):
-                s.login(user, env("MLSCALE_SMTP_PASSWORD", ""))
+            if tls:
+                s.starttls(context=ssl.create_default_context())
+            if user:
+                s.login(user, os.environ.get("MLSCALE_SMTP_PASSWORD", ""))
             s.send_message(msg)
     except (smtplib.SMTPException, OSError) as e:
         raise ActionError(f"email to {', '.join(to)} via {host}:{port}: {type(e).__name__}: {e}") from None
@@ -103,7 +191,7 @@ def send_email(
 def _describe(a) -> str:
     "One line naming an action."
     if isinstance(a, WebhookAction):
-        return f"webhook {a.webhook}"
+        return f"webhook {redact_url(a.webhook)}"
     if isinstance(a, EmailAction):
         return f"email {', '.join(a.email)}"
     return f"retrain {a.retrain}"
@@ -213,8 +301,8 @@ def _act(alert: Alert, actions: list, details: dict):
         try:
             results.append({"action": _describe(a), "ok": True, "result": run_action(a, alert.message, details)})
         except Exception as e:
-            log.error(f"alert {alert.rule!r} for job {alert.job!r}: {e}")
-            results.append({"action": _describe(a), "ok": False, "error": str(e)})
+            log.error(redact_text(f"alert {alert.rule!r} for job {alert.job!r}: {e}"))
+            results.append({"action": _describe(a), "ok": False, "error": redact_text(str(e))})
     alert.actions, alert.ok = results, all(r["ok"] for r in results)
     eng, T = _tables()
     with eng.begin() as c:
@@ -279,7 +367,7 @@ def fire(
     }
     actions = [parse_action(a) for a in actions]
     aid = _insert_alert(job, run_id, kind, rule, message, value, threshold, now, actions)
-    log.warning(f"alert ({kind}): {message.removeprefix('[mlscale] ')}")
+    log.warning(redact_text(f"alert ({kind}): {message.removeprefix('[mlscale] ')}"))
     alert = Alert(aid, job, kind, rule, message, fired_at, run_id, value, threshold, [], True)
     if background and actions:  # not a daemon: the process waits for the actions before it exits
         alert.pending = threading.Thread(target=_act, args=(alert, actions, details), name=f"mlscale-alert-{aid}")
@@ -293,7 +381,7 @@ def recent_alerts(
     limit: int = 50,  # at most this many
     job: str | None = None,  # only this job's
 ) -> list[dict]:
-    "The newest alerts first, as JSON-able dicts (an action with `ok: None` is still running)."
+    "The newest alerts first, as JSON-able dicts, redacted (an action with `ok: None` is still running)."
     eng, T = _tables()
     q = T.alerts.select().order_by(T.alerts.c.id.desc()).limit(int(limit))
     if job:
@@ -302,5 +390,6 @@ def recent_alerts(
         rows = c.execute(q).mappings().all()
     keys = ("id", "job", "run_id", "kind", "rule", "message", "value", "threshold", "ok")
     return [
-        {**{k: r[k] for k in keys}, "fired_at": _iso(r["fired_at"]), "actions": json.loads(r["actions"])} for r in rows
+        redact({**{k: r[k] for k in keys}, "fired_at": _iso(r["fired_at"]), "actions": json.loads(r["actions"])})
+        for r in rows
     ]

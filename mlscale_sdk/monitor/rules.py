@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..config import load_settings, settings
+from ..formatting import redact_url
 from .errors import RuleError
 from .metrics import _check_name, _series_key
 
@@ -37,6 +40,9 @@ def parse_duration(
     raise ValueError(f"invalid duration {v!r}: use seconds or a number with s, m, h or d (e.g. '15m')")
 
 # %% ../../nbs/08c_monitor_rules.ipynb #8a857235
+_REF_RE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")  # a secret referenced from the environment
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -44,9 +50,9 @@ class _Strict(BaseModel):
 class WebhookAction(_Strict):
     "POST a JSON message to a URL (Slack incoming webhooks, or any HTTP endpoint)."
 
-    webhook: str  # http(s) URL
+    webhook: str  # http(s) URL; `${ENV}` references are resolved when sent
     format: Literal["generic", "slack"] = "generic"  # slack: body is exactly {"text": ...}
-    headers: dict[str, str] = {}  # extra HTTP headers (e.g. authorization)
+    headers: dict[str, str] = {}  # extra HTTP headers, e.g. `Authorization: Bearer ${HOOK_TOKEN}`
     retries: int = Field(3, ge=0, le=10)  # retries after the first attempt
     backoff: float = Field(0.5, ge=0, le=60)  # first retry delay in seconds, doubled each time
     timeout: float = Field(10, gt=0, le=120)  # seconds per attempt
@@ -56,14 +62,26 @@ class WebhookAction(_Strict):
     def _url(cls, v):
         from urllib.parse import urlparse
 
-        u = urlparse(v)
+        if _REF_RE.fullmatch(v.strip()):  # the whole URL is a secret in the environment
+            return v.strip()
+        u = urlparse(_REF_RE.sub("x", v))
         if u.scheme not in ("http", "https") or not u.netloc:
-            raise ValueError(f"webhook must be an http(s) URL, got {v!r}")
+            raise ValueError(f"webhook must be an http(s) URL or a ${{ENV}} reference, got {redact_url(v)!r}")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v):
+        bad = [
+            k for k, x in v.items() if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", k) or re.search(r"[\r\n]", x)
+        ]
+        if bad:
+            raise ValueError(f"invalid header name or value (line break) for {', '.join(map(repr, bad))}")
         return v
 
 
 class EmailAction(_Strict):
-    "Send an email over SMTP (server from the action or MLSCALE_SMTP_HOST/PORT/FROM/USER/PASSWORD)."
+    "Send an email over SMTP (the `smtp_*` settings; a server of its own only while no credentials are set)."
 
     email: list[str]  # recipients
     subject: str | None = None  # default: the alert's first line
@@ -288,6 +306,22 @@ def _check_known(rules: Rules, name: str | None, known_jobs):
             )
 
 
+def _check_smtp(rules: Rules):
+    "With SMTP credentials configured, an email action may not send them to a server of its own."
+    if not os.environ.get("MLSCALE_SMTP_USER"):
+        return
+    cfg = load_settings(settings().root)
+    for where, a in rules.actions():
+        if isinstance(a, EmailAction) and (a.smtp_host or cfg.smtp_host, a.smtp_port or cfg.smtp_port) != (
+            cfg.smtp_host,
+            cfg.smtp_port,
+        ):
+            raise RuleError(
+                f"invalid monitoring rules: {where}: smtp_host/smtp_port may not be set while the server has SMTP "
+                f"credentials (MLSCALE_SMTP_USER): they go only to the configured {cfg.smtp_host}:{cfg.smtp_port}"
+            )
+
+
 def validate_rules(
     spec,  # a JobSpec, an object or dict with alerts/on_failure/on_missed_schedule
     known_jobs=None,  # names (or Job objects) that `retrain` may name; None: not checked
@@ -310,4 +344,5 @@ def validate_rules(
             )
     if known_jobs is not None:
         _check_known(rules, name, known_jobs)
+    _check_smtp(rules)
     return rules
