@@ -41,3 +41,7 @@ def mlscale(*args, env=None, check=True, timeout=180):
     if check and r.returncode != 0:
         raise AssertionError(f"mlscale {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "deny_all: the Jupyter server fixture runs with an Authorizer that denies everything")
