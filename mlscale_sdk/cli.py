@@ -551,14 +551,17 @@ def monitor_metrics(job, metric, labels, limit, as_json):
 # %% ../nbs/11_cli.ipynb #d22287e3
 @monitor.command("serve")
 @click.option("--port", type=int, help="TCP port (default: MLSCALE_METRICS_PORT or 9464).")
-@click.option("--addr", default="0.0.0.0", show_default=True, help="Interface to bind.")
+@click.option(
+    "--addr",
+    help="Interface to bind (default: MLSCALE_METRICS_ADDR or 127.0.0.1; 0.0.0.0 for a Prometheus on another host).",
+)
 def monitor_serve(port, addr):
     "Serve Prometheus /metrics from the project's store until Ctrl-C (the scheduler can serve it too)."
     import time
 
     from mlscale_sdk.monitor import serve_metrics
 
-    srv = serve_metrics(port, addr=addr)
+    srv = serve_metrics(port, addr=addr or os.environ.get("MLSCALE_METRICS_ADDR", "127.0.0.1"))
     click.echo(f"serving {srv.url} (Ctrl-C to stop)")
     try:
         while True:
