@@ -333,7 +333,7 @@ class ClustersHandler(MlscaleHandler):
     async def post(self):
         from mlscale_sdk import clusters
 
-        b = self.body(_START, "starting a cluster")
+        b, _ = self.body(_START, "starting a cluster"), self.query()
         options = _start_options(b, clusters.start_detached)
         rec = await self.call(clusters.start_detached, b["profile"], name=b.get("name"), **options)
         return 201, rec.to_dict()
@@ -368,7 +368,7 @@ class ClusterScaleHandler(MlscaleHandler):
     async def post(self, name):
         from mlscale_sdk import clusters
 
-        b = self.body(fields_of(clusters.scale_cluster, ("name",)), "scaling a cluster")
+        b, _ = self.body(fields_of(clusters.scale_cluster, ("name",)), "scaling a cluster"), self.query()
         await self.call(clusters.scale_cluster, name, b["n"])
         return {"name": name, "n": b["n"]}
 
@@ -380,7 +380,7 @@ class ClusterAdaptHandler(MlscaleHandler):
     async def post(self, name):
         from mlscale_sdk import clusters
 
-        b = self.body(fields_of(clusters.adapt_cluster, ("name",)), "adapting a cluster")
+        b, _ = self.body(fields_of(clusters.adapt_cluster, ("name",)), "adapting a cluster"), self.query()
         await self.call(clusters.adapt_cluster, name, b["minimum"], b["maximum"])
         return {"name": name, "minimum": b["minimum"], "maximum": b["maximum"]}
 
@@ -399,7 +399,7 @@ class JobsHandler(MlscaleHandler):
     async def post(self):
         from mlscale_sdk import jobs
 
-        b = self.body(fields_of(jobs.promote, ("spec",)), "promoting a notebook")
+        b, _ = self.body(fields_of(jobs.promote, ("spec",)), "promoting a notebook"), self.query()
         nb = confine(self.root, b.pop("notebook"))
         return 201, (await self.call(jobs.promote, nb, **b)).to_dict()
 
@@ -429,7 +429,7 @@ class JobRunNowHandler(MlscaleHandler):
     async def post(self, name):
         from mlscale_sdk import jobs
 
-        b = self.body({"parameters": ((dict, type(None)), False)}, "running a job")
+        b, _ = self.body({"parameters": ((dict, type(None)), False)}, "running a job"), self.query()
         return 202, (await self.call(jobs.run_now, name, b.get("parameters") or {})).to_dict()
 
 
@@ -557,7 +557,7 @@ class ModelPromoteHandler(MlscaleHandler):
     async def post(self, name):
         from mlscale_sdk import tracking
 
-        b = self.body(fields_of(tracking.promote, ("name",)), "promoting a model")
+        b, _ = self.body(fields_of(tracking.promote, ("name",)), "promoting a model"), self.query()
         return asdict(await self.call(tracking.promote, name, **b))
 
 # %% ../nbs/10_server.ipynb #2fd856e6
