@@ -107,6 +107,11 @@ def cluster_start(profile, name, workers, options, foreground, ready_file, timeo
     from mlscale_sdk import clusters
 
     opts = _pairs(options, "--option", values="json")
+    taken = [k for k in opts if k in ("profile", "name", "timeout", "ready_file")]
+    if taken:
+        raise click.BadParameter(
+            f"{', '.join(taken)} is not a cluster option (use the command's own)", param_hint="--option"
+        )
     if workers is not None:
         opts["n_workers"] = workers
     if foreground:
@@ -554,15 +559,21 @@ def monitor_metrics(job, metric, labels, limit, as_json):
 
 # %% ../nbs/11_cli.ipynb #d22287e3
 @monitor.command("serve")
-@click.option("--port", type=int, help="TCP port (default: MLSCALE_METRICS_PORT or 9464).")
-@click.option("--addr", default="0.0.0.0", show_default=True, help="Interface to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), help="TCP port (default: MLSCALE_METRICS_PORT or 9464).")
+@click.option(
+    "--addr",
+    help="Interface to bind (default: MLSCALE_METRICS_ADDR or 127.0.0.1; 0.0.0.0 for a Prometheus on another host).",
+)
 def monitor_serve(port, addr):
     "Serve Prometheus /metrics from the project's store until Ctrl-C (the scheduler can serve it too)."
     import time
 
-    from mlscale_sdk.monitor import serve_metrics
+    from mlscale_sdk.monitor import MonitorError, serve_metrics
 
-    srv = serve_metrics(port, addr=addr)
+    try:
+        srv = serve_metrics(port, addr=addr or os.environ.get("MLSCALE_METRICS_ADDR", "127.0.0.1"))
+    except MonitorError as e:
+        raise click.ClickException(str(e)) from None
     click.echo(f"serving {srv.url} (Ctrl-C to stop)")
     try:
         while True:

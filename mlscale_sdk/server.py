@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import json
+import math
 import re
 from dataclasses import asdict
 from pathlib import Path
 
 import tornado.web
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.auth.utils import HTTP_METHOD_TO_AUTH_ACTION
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
@@ -23,7 +25,8 @@ from .errors import ConflictError, NotFoundError, ValidationError
 log = get_logger("server")
 
 # %% auto #0
-__all__ = ['log', 'ROUTES', 'API_PREFIX', 'confine', 'status_for', 'BadRequest', 'api', 'MlscaleHandler', 'ClustersHandler',
+__all__ = ['log', 'MAX_BODY_BYTES', 'MAX_JSON_DEPTH', 'ROUTES', 'API_PREFIX', 'confine', 'status_for', 'BadRequest', 'api',
+           'endpoint', 'parse_json', 'field_types', 'fields_of', 'check_fields', 'MlscaleHandler', 'ClustersHandler',
            'ProfilesHandler', 'ClusterHandler', 'ClusterScaleHandler', 'ClusterAdaptHandler', 'JobsHandler',
            'JobHandler', 'JobRunNowHandler', 'JobPauseHandler', 'JobResumeHandler', 'JobHistoryHandler', 'RunHandler',
            'RunOutputHandler', 'NotebookParametersHandler', 'ExperimentsHandler', 'MlflowRunsHandler', 'ModelsHandler',
@@ -105,40 +108,185 @@ def api(method):
 
     return wrapper
 
-# %% ../nbs/10_server.ipynb #09e861cd
-def _check_args(fn, kwargs: dict):
+
+def endpoint(method):
+    "Decorate a handler method (named after its HTTP method): authenticated, authorized, JSON out."
+    action = HTTP_METHOD_TO_AUTH_ACTION[method.__name__.upper()]
+    wrapped = tornado.web.authenticated(api(authorized(action)(method)))
+    wrapped.mlscale_action = action
+    return wrapped
+
+# %% ../nbs/10_server.ipynb #a1687c28
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: a request body larger than this answers 413
+MAX_JSON_DEPTH = 32  # objects and arrays nested deeper than this answer 400
+
+
+def _not_a_number(s):
+    raise BadRequest(f"the request body is not valid JSON: {s} is not a number")
+
+
+def _finite(s: str) -> float:
+    x = float(s)
+    if not math.isfinite(x):
+        _not_a_number(s[:40])
+    return x
+
+
+def _check_tree(x, limit: int):
+    "BadRequest if `x` nests deeper than `limit` or holds a string that is not valid Unicode."
+    stack = [(x, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest("the request body holds a string that is not valid Unicode") from None
+        elif isinstance(v, (dict, list)):
+            if d > limit:
+                raise BadRequest(f"the request body is nested too deep (more than {limit} levels)")
+            items = [*v.keys(), *v.values()] if isinstance(v, dict) else v
+            stack.extend((i, d + 1) for i in items)
+
+
+def parse_json(
+    raw: bytes | None,  # the request body (empty: `{}`)
+    max_bytes: int = MAX_BODY_BYTES,  # larger bodies are a 413
+    max_depth: int = MAX_JSON_DEPTH,  # deeper nesting is a 400
+):
+    "The JSON value of a request body; `BadRequest` (400) or `HTTPError(413)` when it is not one we accept."
+    raw = raw or b"{}"
+    if len(raw) > max_bytes:
+        raise tornado.web.HTTPError(413, log_message=f"the request body is over {max_bytes} bytes")
     try:
-        inspect.signature(fn).bind(**kwargs)
-    except TypeError as e:
-        raise BadRequest(f"bad fields for {fn.__name__}: {e}") from None
+        value = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite)
+    except RecursionError:
+        raise BadRequest(f"the request body is nested too deep (more than {max_depth} levels)") from None
+    except BadRequest:
+        raise
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
+        raise BadRequest(f"the request body is not valid JSON: {str(e)[:200]}") from None
+    _check_tree(value, max_depth)
+    return value
+
+# %% ../nbs/10_server.ipynb #27956425
+_JSON_TYPES = {
+    "str": (str,),
+    "Path": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "dict": (dict,),
+    "list": (list,),
+    "None": (type(None),),
+}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
+               list: "an array", type(None): "null"}  # fmt: skip
+
+
+def field_types(
+    annotation,  # a parameter's annotation: a string like "str | None", or a type
+) -> tuple:
+    "The JSON types (Python classes) a parameter with `annotation` accepts."
+    names = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    out = ()
+    for t in names.split("|"):
+        t = t.strip().split("[")[0]
+        if t not in _JSON_TYPES:
+            raise TypeError(f"no JSON type for annotation {annotation!r}")
+        out += _JSON_TYPES[t]
+    return tuple(dict.fromkeys(out))
+
+
+@functools.cache
+def fields_of(
+    fn,  # an SDK function called with keywords
+    skip: tuple = (),  # parameters the request does not set
+) -> dict:
+    "The request fields for calling `fn`: `{name: (json types, required)}` from its signature."
+    import inspect
+
+    ps = inspect.signature(fn).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ps = [p for p in ps if p.kind in kinds and p.name not in skip]
+    return {p.name: (field_types(p.annotation), p.default is p.empty) for p in ps}
+
+
+def _short(k: str) -> str:
+    return repr(k if len(k) <= 40 else k[:40] + "...")
+
+
+def check_fields(
+    body,  # the parsed request body
+    fields: dict,  # `{name: (json types, required)}`, e.g. from `fields_of`
+    what: str,  # the request, for messages
+) -> dict:
+    "`body` if it is an object with only `fields`, each of its type; else a `BadRequest` naming the field."
+    if not isinstance(body, dict):
+        raise BadRequest(f"the request body must be a JSON object, not {_TYPE_NAMES.get(type(body), 'that')}")
+    unknown = [k for k in body if k not in fields]
+    if unknown:
+        allowed = ", ".join(fields) or "none"
+        raise BadRequest(f"unknown field(s) for {what}: {', '.join(map(_short, unknown[:5]))} (allowed: {allowed})")
+    missing = [k for k, (_, required) in fields.items() if required and k not in body]
+    if missing:
+        raise BadRequest(f"{what} needs the field(s) {', '.join(missing)}")
+    for k, v in body.items():
+        types = fields[k][0]
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            want = " or ".join(_TYPE_NAMES[t] for t in types if t in _TYPE_NAMES)
+            raise BadRequest(f"{k} must be {want}, not {_TYPE_NAMES.get(type(v), type(v).__name__)}")
+    return body
+
+# %% ../nbs/10_server.ipynb #09e861cd
+_TRANSPORT_ARGS = ("token", "_xsrf")  # query arguments jupyter_server itself reads
 
 
 class MlscaleHandler(APIHandler):
     "Base of the mlscale API handlers."
 
+    auth_resource = "mlscale"
+
     @property
     def root(self) -> Path:
         return Path(self.settings.get("server_root_dir") or ".").expanduser()
 
-    def body(self) -> dict:
-        "The JSON object sent with the request (`{}` when empty)."
-        raw = self.request.body or b"{}"
-        try:
-            d = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BadRequest(f"the request body is not valid JSON: {e}") from None
-        if not isinstance(d, dict):
-            raise BadRequest("the request body must be a JSON object")
-        return d
+    def body(self, fields: dict | None = None, what: str | None = None) -> dict:
+        "The request body: a JSON object with only `fields` (none when not given), checked."
+        what = what or f"{self.request.method} {self.request.path}"
+        return check_fields(parse_json(self.request.body), fields or {}, what)
 
-    def int_arg(self, name: str, default: int, lo: int = 1, hi: int = 10_000) -> int:
-        v = self.get_query_argument(name, None)
+    def no_input(self):
+        "The request has no body fields and no query arguments (else a 400)."
+        self.body()
+        self.query()
+
+    def query(self, ints: dict | None = None, strs: tuple = ()) -> dict:
+        "Query arguments: `ints` `{name: (default, lo, hi)}`, `strs` names of optional strings; others are a 400."
+        ints = ints or {}
+        args = self.request.query_arguments
+        unknown = [k for k in args if k not in ints and k not in strs and k not in _TRANSPORT_ARGS]
+        if unknown:
+            raise BadRequest(f"unknown query argument(s): {', '.join(map(_short, unknown[:5]))}")
+        out = {}
+        for k in (*ints, *strs):
+            vs = args.get(k, [])
+            if len(vs) > 1:
+                raise BadRequest(f"query argument {k} given more than once")
+            v = self.decode_argument(vs[0], name=k).strip() if vs else None
+            out[k] = v if k in strs else self._int(k, v, *ints[k])
+        return out
+
+    @staticmethod
+    def _int(name: str, v: str | None, default: int, lo: int, hi: int) -> int:
         if v is None:
             return default
         try:
-            n = int(v)
+            n = int(v) if len(v) < 20 else None
         except ValueError:
-            raise BadRequest(f"{name} must be an integer, got {v!r}") from None
+            n = None
+        if n is None:
+            raise BadRequest(f"{name} must be an integer, got {_short(v)}")
         if not lo <= n <= hi:
             raise BadRequest(f"{name} must be between {lo} and {hi}")
         return n
@@ -159,260 +307,293 @@ def _profile_dict(p) -> dict:
     return {"name": p.name, "cls": p.cls, "options": p.options, "description": p.description, "gpu": p.gpu}
 
 
-def _int_field(d: dict, key: str) -> int:
-    "Field `key` of a request body, which must be an integer (the SDK checks its range)."
-    v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise BadRequest(f"{key} must be an integer, got {v!r}")
-    return v
+_START = {"profile": ((str,), True), "name": ((str, type(None)), False), "options": ((dict, type(None)), False)}
+
+
+def _start_options(b: dict, fn) -> dict:
+    "The cluster options of a start request; `BadRequest` for one that would set a keyword of `fn` itself."
+    options = b.get("options") or {}
+    taken = [k for k in options if k in fields_of(fn)]
+    if taken:
+        raise BadRequest(f"options may not set {', '.join(map(_short, taken))} (a field of the request, not an option)")
+    return options
 
 
 class ClustersHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:clusters"
+
+    @endpoint
     async def get(self):
         from mlscale_sdk import clusters
 
+        self.no_input()
         return [r.to_dict() for r in await self.call(clusters.list_clusters, details=True)]
 
-    @tornado.web.authenticated
-    @api
+    @endpoint
     async def post(self):
         from mlscale_sdk import clusters
 
-        b = self.body()
-        profile, options = b.get("profile"), b.get("options") or {}
-        if not isinstance(profile, str) or not profile:
-            raise BadRequest("profile (a profile name) is required")
-        if not isinstance(options, dict):
-            raise BadRequest("options must be an object")
-        rec = await self.call(clusters.start_detached, profile, name=b.get("name"), overrides=options)
+        b, _ = self.body(_START, "starting a cluster"), self.query()
+        options = _start_options(b, clusters.start_detached)
+        rec = await self.call(clusters.start_detached, b["profile"], name=b.get("name"), overrides=options)
         return 201, rec.to_dict()
 
 
 class ProfilesHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:clusters"
+
+    @endpoint
     async def get(self):
         from mlscale_sdk import clusters
 
+        self.no_input()
         return [_profile_dict(p) for p in (await self.call(clusters.list_profiles)).values()]
 
 
 class ClusterHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:clusters"
+
+    @endpoint
     async def delete(self, name):
         from mlscale_sdk import clusters
 
+        self.no_input()
         await self.call(clusters.stop_cluster, name)
 
 
 class ClusterScaleHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:clusters"
+
+    @endpoint
     async def post(self, name):
         from mlscale_sdk import clusters
 
-        n = _int_field(self.body(), "n")
-        await self.call(clusters.scale_cluster, name, n)
-        return {"name": name, "n": n}
+        b, _ = self.body(fields_of(clusters.scale_cluster, ("name",)), "scaling a cluster"), self.query()
+        await self.call(clusters.scale_cluster, name, b["n"])
+        return {"name": name, "n": b["n"]}
 
 
 class ClusterAdaptHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:clusters"
+
+    @endpoint
     async def post(self, name):
         from mlscale_sdk import clusters
 
-        b = self.body()
-        lo, hi = _int_field(b, "minimum"), _int_field(b, "maximum")
-        await self.call(clusters.adapt_cluster, name, lo, hi)
-        return {"name": name, "minimum": lo, "maximum": hi}
+        b, _ = self.body(fields_of(clusters.adapt_cluster, ("name",)), "adapting a cluster"), self.query()
+        await self.call(clusters.adapt_cluster, name, b["minimum"], b["maximum"])
+        return {"name": name, "minimum": b["minimum"], "maximum": b["maximum"]}
 
 # %% ../nbs/10_server.ipynb #9e4e8ef4
 class JobsHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:jobs"
+
+    @endpoint
     async def get(self):
         from mlscale_sdk import jobs
 
+        self.no_input()
         return [j.to_dict() for j in await self.call(jobs.list_jobs)]
 
-    @tornado.web.authenticated
-    @api
+    @endpoint
     async def post(self):
         from mlscale_sdk import jobs
 
-        b = self.body()
-        nb = confine(self.root, b.pop("notebook", None))
-        b.pop("spec", None)
-        _check_args(jobs.promote, {"notebook": nb, **b})
+        b, _ = self.body(fields_of(jobs.promote, ("spec",)), "promoting a notebook"), self.query()
+        nb = confine(self.root, b.pop("notebook"))
         return 201, (await self.call(jobs.promote, nb, **b)).to_dict()
 
 
 class JobHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:jobs"
+
+    @endpoint
     async def get(self, name):
         from mlscale_sdk import jobs
 
+        self.no_input()
         return (await self.call(jobs.get_job, name)).to_dict()
 
-    @tornado.web.authenticated
-    @api
+    @endpoint
     async def delete(self, name):
         from mlscale_sdk import jobs
 
+        self.no_input()
         await self.call(jobs.delete, name)
 
 
 class JobRunNowHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:jobs"
+
+    @endpoint
     async def post(self, name):
         from mlscale_sdk import jobs
 
-        params = self.body().get("parameters") or {}
-        if not isinstance(params, dict):
-            raise BadRequest("parameters must be an object")
-        return 202, (await self.call(jobs.run_now, name, params)).to_dict()
+        b, _ = self.body({"parameters": ((dict, type(None)), False)}, "running a job"), self.query()
+        return 202, (await self.call(jobs.run_now, name, b.get("parameters") or {})).to_dict()
 
 
 class JobPauseHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:jobs"
+
+    @endpoint
     async def post(self, name):
         from mlscale_sdk import jobs
 
+        self.no_input()
         return (await self.call(jobs.pause, name)).to_dict()
 
 
 class JobResumeHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:jobs"
+
+    @endpoint
     async def post(self, name):
         from mlscale_sdk import jobs
 
+        self.no_input()
         return (await self.call(jobs.resume, name)).to_dict()
 
 
 class JobHistoryHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:jobs"
+
+    @endpoint
     async def get(self, name):
         from mlscale_sdk import jobs
 
-        return [r.to_dict() for r in await self.call(jobs.history, name, self.int_arg("limit", 50))]
+        self.body()
+        q = self.query({"limit": (50, 1, 10_000)})
+        return [r.to_dict() for r in await self.call(jobs.history, name, q["limit"])]
 
 # %% ../nbs/10_server.ipynb #3be878b8
 class RunHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:runs"
+
+    @endpoint
     async def get(self, run_id):
         from mlscale_sdk import jobs
 
+        self.no_input()
         return (await self.call(jobs.get_run, run_id)).to_dict()
 
 
 class RunOutputHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:runs"
+
+    @endpoint
     async def get(self, run_id):
         from mlscale_sdk import jobs
 
+        self.no_input()
         p = await self.call(jobs.output_path, run_id)
         return {"run_id": run_id, "path": self.rel(p), "absolute_path": str(p)}
 
 
 class NotebookParametersHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:notebooks"
+
+    @endpoint
     async def get(self):
         from mlscale_sdk import jobs
 
-        path = self.get_query_argument("path", None)
+        self.body()
+        path = self.query(strs=("path",))["path"]
         nb = confine(self.root, path)
-        if not nb.exists():
+        if not nb.is_file():
             raise NotFoundError(f"no notebook {path!r} in the server root")
         return {"path": self.rel(nb), "parameters": await self.call(jobs.inspect_parameters, nb)}
 
 # %% ../nbs/10_server.ipynb #fb78e4ce
 class ExperimentsHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:mlflow"
+
+    @endpoint
     async def get(self):
         from mlscale_sdk import tracking
 
+        self.no_input()
         return await self.call(tracking.list_experiments)
 
 
 class MlflowRunsHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:mlflow"
+
+    @endpoint
     async def get(self):
         from mlscale_sdk import tracking
 
-        experiment = self.get_query_argument("experiment", None)
-        return await self.call(tracking.recent_runs, experiment, self.int_arg("limit", 50, hi=1000))
+        self.body()
+        q = self.query({"limit": (50, 1, 1000)}, ("experiment",))
+        return await self.call(tracking.recent_runs, q["experiment"], q["limit"])
 
 
 class ModelsHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:mlflow"
+
+    @endpoint
     async def get(self):
         from mlscale_sdk import tracking
 
+        self.no_input()
         return await self.call(tracking.list_models)
 
 
 class ModelHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:mlflow"
+
+    @endpoint
     async def get(self, name):
         from mlscale_sdk import tracking
 
+        self.no_input()
         return await self.call(tracking.get_model, name)
 
 
 class ModelPromoteHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:mlflow"
+
+    @endpoint
     async def post(self, name):
         from mlscale_sdk import tracking
 
-        b = self.body()
-        if "version" not in b:
-            raise BadRequest("version is required")
-        _check_args(tracking.promote, {"name": name, **b})
+        b, _ = self.body(fields_of(tracking.promote, ("name",)), "promoting a model"), self.query()
         return asdict(await self.call(tracking.promote, name, **b))
 
 # %% ../nbs/10_server.ipynb #2fd856e6
 class AlertsHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:monitor"
+
+    @endpoint
     async def get(self):
         from mlscale_sdk import monitor
 
-        return await self.call(monitor.recent_alerts, self.int_arg("limit", 50), self.get_query_argument("job", None))
+        self.body()
+        q = self.query({"limit": (50, 1, 10_000)}, ("job",))
+        return await self.call(monitor.recent_alerts, q["limit"], q["job"])
 
 
 class JobMetricsHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:monitor"
+
+    @endpoint
     async def get(self, job):
         from mlscale_sdk import monitor
 
+        self.no_input()
         return await self.call(monitor.metric_names, job)
 
 
 class MetricSeriesHandler(MlscaleHandler):
-    @tornado.web.authenticated
-    @api
+    auth_resource = "mlscale:monitor"
+
+    @endpoint
     async def get(self, job, metric):
         from mlscale_sdk import monitor
 
-        return await self.call(monitor.metric_series, job, metric, limit=self.int_arg("limit", 1000, hi=100_000))
+        self.body()
+        q = self.query({"limit": (1000, 1, 100_000)})
+        return await self.call(monitor.metric_series, job, metric, limit=q["limit"])
 
 # %% ../nbs/10_server.ipynb #7ad4fffa
 ROUTES = [

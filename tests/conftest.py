@@ -41,3 +41,16 @@ def mlscale(*args, env=None, check=True, timeout=180):
     if check and r.returncode != 0:
         raise AssertionError(f"mlscale {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "deny_all: the Jupyter server fixture runs with an Authorizer that denies everything")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    "The bad-input suite's counts (requests per status and endpoint), also in the summary without -s."
+    lines = getattr(config, "_mlscale_bad_input_summary", None)
+    if lines:
+        terminalreporter.write_sep("-", "bad-input counts")
+        for line in lines:
+            terminalreporter.write_line(line)

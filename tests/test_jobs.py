@@ -322,12 +322,17 @@ def test_postgresql_store(project, postgres, monkeypatch):
     assert len(slots) == len(set(slots))
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_wait_runs_inline_and_ctrl_c_cancels(project):
     "`mlscale jobs run --wait` with no scheduler executes from the CLI process; Ctrl-C cancels and kills the kernel tree."
     import psutil
     J.promote(make_nb(project / "hang2.ipynb", body=TIMEOUT_BODY), name="hang2")
+    # the child gets SIGINT's default back: a runner started with SIGINT ignored (nohup, CI) passes that on
     p = subprocess.Popen([str(BIN / "mlscale"), "jobs", "run", "hang2", "--wait"], env={**os.environ, "MLSCALE_HOME": str(project)},
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     wait_for(lambda: J.history("hang2") and (Path(J.history("hang2")[0].output_path).parent / "pids").exists(), timeout=90, what="kernel up")
     run = J.history("hang2")[0]
     assert run.status == "running" and run.executor.startswith("executing it from this process")
@@ -341,6 +346,14 @@ def test_cli_wait_runs_inline_and_ctrl_c_cancels(project):
     for pid in (kernel, child):
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
     assert "executing it from this process" in err
+
+
+def test_ctrl_c_test_passes_when_the_runner_ignores_sigint(tmp_path):
+    "The Ctrl-C test above, run by a pytest that starts with SIGINT ignored (as under nohup or some CI runners)."
+    r = subprocess.run([sys.executable, "-m", "pytest", f"{__file__}::test_cli_wait_runs_inline_and_ctrl_c_cancels", "-q",
+                        "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'inner'}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=240, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
 
 
 def test_cancel_queued_and_running(project):

@@ -5,6 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from jupyter_server.auth import Authorizer
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from conftest import BIN, ROOT
@@ -20,9 +21,21 @@ def jp_root_dir(project):
     return project
 
 
+class DenyAll(Authorizer):
+    "An Authorizer that denies everything and records what it was asked."
+    asked = []
+
+    def is_authorized(self, handler, user, action, resource):
+        DenyAll.asked.append((handler.request.method, action, resource))
+        return False
+
+
 @pytest.fixture
-def jp_server_config():
-    return {"ServerApp": {"jpserver_extensions": {"mlscale_sdk": True}}}
+def jp_server_config(request):
+    cfg = {"ServerApp": {"jpserver_extensions": {"mlscale_sdk": True}}}
+    if request.node.get_closest_marker("deny_all"):
+        cfg["ServerApp"]["authorizer_class"] = DenyAll
+    return cfg
 
 
 def make_nb(path, params="rows = 10  # rows\nlabel = 'x'", body="print(label, rows)"):
@@ -86,7 +99,77 @@ async def test_no_token_is_403(jp_serverapp, jp_base_url, jp_http_port, call):
     assert code == 200 and out == []
 
 
+def example_path(template):
+    return template.replace("{name}", "x").replace("{run_id}", "r").replace("{job}", "j").replace("{metric}", "m")
+
+
+@pytest.mark.deny_all
+async def test_a_denying_authorizer_is_403_on_every_route(project, call):
+    "The deployment's Authorizer decides: GET asks for read, POST and DELETE for write, on mlscale:<family>."
+    from mlscale_sdk import server
+    make_nb(project / "nb.ipynb")
+    DenyAll.asked.clear()
+    expected = []
+    for template, handler in server.ROUTES:
+        for m in server.route_methods(handler):
+            body = {"notebook": "nb.ipynb", "name": "j"} if template == "/jobs" and m == "post" else None
+            code, out = await call(m.upper(), example_path(template), body=body)
+            assert code == 403 and "not authorized" in out["error"], (m, template, code, out)
+            expected.append((m.upper(), "read" if m == "get" else "write", "mlscale:" + template.split("/")[1]))
+    assert DenyAll.asked == expected
+    assert not (project / ".mlscale" / "jobs").exists() or not any((project / ".mlscale" / "jobs").iterdir())
+
+
 # ---------------------------------------------------------------- bad input and unknown things
+
+async def test_one_body_parser_limits_and_fields(project, call):
+    "Deep nesting, huge bodies, non-finite numbers, non-string names, colliding and unknown fields: 4xx, not 500."
+    make_nb(project / "nb.ipynb")
+    cases = [
+        ("POST", "jobs/x/run", '{"parameters": ' + "[" * 40 + "]" * 40 + "}", 400, "nested too deep"),
+        ("POST", "jobs", "[" * 100_000 + "]" * 100_000, 400, "nested too deep"),
+        ("POST", "jobs", json.dumps({"notebook": "nb.ipynb", "tags": {"x": "a" * (2 << 20)}}), 413, "over 1048576 bytes"),
+        ("POST", "jobs", '{"notebook": "nb.ipynb", "retry_delay": NaN}', 400, "NaN is not a number"),
+        ("POST", "jobs", '{"notebook": "nb.ipynb", "timeout": 1e999}', 400, "is not a number"),
+        ("POST", "jobs", {"notebook": "nb.ipynb", "name": 5}, 400, "name must be a string or null, not an integer"),
+        ("POST", "jobs", {"notebook": 5}, 400, "notebook must be a string"),
+        ("POST", "jobs", {"notebook": "nb.ipynb", "retries": True}, 400, "retries must be an integer"),
+        ("POST", "jobs", {"notebook": "nb.ipynb", "spec": {}}, 400, "unknown field(s) for promoting a notebook: 'spec'"),
+        ("POST", "jobs", '{"notebook": "nb.ipynb", "name": "\\ud800"}', 400, "not valid Unicode"),
+        ("POST", "clusters", {"profile": "local", "name": 5}, 400, "name must be a string"),
+        ("POST", "clusters", {"profile": "local", "options": {"name": "x"}}, 400, "options may not set 'name'"),
+        ("POST", "clusters", {"profile": "local", "options": {"profile": "x"}}, 400, "options may not set 'profile'"),
+        ("POST", "clusters", {"profile": "no-such-profile", "bogus": 1}, 400, "unknown field(s) for starting a cluster: 'bogus'"),
+        ("POST", "clusters/x/scale", {"n": 1, "extra": 2}, 400, "unknown field(s)"),
+        ("POST", "clusters/x/scale", {"n": "2"}, 400, "n must be an integer"),
+        ("POST", "jobs/x/pause", {"force": True}, 400, "unknown field(s)"),
+        ("POST", "jobs/x/run", {"params": {}}, 400, "unknown field(s) for running a job: 'params'"),
+        ("POST", "mlflow/models/m/promote", {"version": True}, 400, "version must be an integer or a string"),
+        ("POST", "mlflow/models/m/promote", {}, 400, "needs the field(s) version"),
+        ("POST", "jobs", "1" * 5000, 400, "not valid JSON"),
+        ("POST", "jobs", b"\xff\xfe\x00", 400, "not valid JSON"),
+        ("POST", "jobs", "null", 400, "must be a JSON object"),
+    ]
+    wrong = []
+    for method, path, body, status, msg in cases:
+        code, out = await call(method, path, body=body)
+        if not (code == status and msg in out["error"]):
+            wrong.append((method, path, str(body)[:60], code, out and str(out)[:200]))
+    for path, params, msg in [("jobs", {"bogus": "1"}, "unknown query argument(s): 'bogus'"),
+                              ("jobs/x/history", {"limit": "9" * 40}, "limit must be an integer"),
+                              ("monitor/alerts", {"limit": "1", "jobs": "x"}, "unknown query argument(s): 'jobs'")]:
+        code, out = await call("GET", path, params=params)
+        if not (code == 400 and msg in out["error"]):
+            wrong.append(("GET", path, params, code, out and str(out)[:200]))
+    assert not wrong, "\n".join(map(str, wrong))
+    code, out = await call("GET", "jobs")
+    assert code == 200 and out == [], "a rejected request wrote a job"
+
+
+async def test_repeated_query_argument_is_400(jp_fetch, jp_base_url, jp_http_port, jp_auth_header):
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}{API}/jobs/x/history?limit=1&limit=2"
+    r = await AsyncHTTPClient().fetch(url, headers=jp_auth_header, raise_error=False)
+    assert r.code == 400 and "more than once" in json.loads(r.body)["error"]
 
 async def test_bad_input_is_400_and_nothing_written(project, call):
     make_nb(project / "nb.ipynb")
