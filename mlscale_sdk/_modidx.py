@@ -210,6 +210,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'mlscale_sdk.demo._DropMessages': ('demo.html#_dropmessages', 'mlscale_sdk/demo.py'),
                                   'mlscale_sdk.demo._DropMessages.__init__': ('demo.html#_dropmessages.__init__', 'mlscale_sdk/demo.py'),
                                   'mlscale_sdk.demo._DropMessages.filter': ('demo.html#_dropmessages.filter', 'mlscale_sdk/demo.py'),
+                                  'mlscale_sdk.demo._captured': ('demo.html#_captured', 'mlscale_sdk/demo.py'),
                                   'mlscale_sdk.demo._features_key': ('demo.html#_features_key', 'mlscale_sdk/demo.py'),
                                   'mlscale_sdk.demo._feedback': ('demo.html#_feedback', 'mlscale_sdk/demo.py'),
                                   'mlscale_sdk.demo._free_port': ('demo.html#_free_port', 'mlscale_sdk/demo.py'),
