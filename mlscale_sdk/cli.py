@@ -218,12 +218,23 @@ def data_generate(rows, seed, out, profile):
 @click.option("--model-name", default="fraud-detector", show_default=True, help="Registered model name.")
 @click.option("--min-auc", default=0.75, show_default=True, help="AUC a model needs to become champion.")
 @click.option("--rounds", default=300, show_default=True, help="Maximum boosting rounds.")
-def demo(rows, profile, workers, seed, regenerate, model_name, min_auc, rounds):
-    "Run the whole pipeline: cluster, data, features, xgboost.dask, MLflow, champion."
+@click.option("--jobs/--no-jobs", default=True, show_default=True, help="Then jobs, scheduler, monitoring, retrain.")
+@click.option("--keep", is_flag=True, help="Leave the scheduler running at the end.")
+@click.option("--timezone", default="Europe/Berlin", show_default=True, help="Time zone of the jobs' crons.")
+@click.option("--shift", default=1.0, show_default=True, help="Drift check: amounts multiplied by 1 + SHIFT.")
+def demo(rows, profile, workers, seed, regenerate, model_name, min_auc, rounds, jobs, keep, timezone, shift):
+    "Run the whole loop: cluster, data, features, xgboost.dask, MLflow, champion, jobs, scheduler, monitor, retrain."
     from mlscale_sdk.demo import run_demo
+    from mlscale_sdk.jobs import JobValidationError, check_timezone
 
     if rows < 1000:
         raise click.BadParameter("use at least 1000 rows", param_hint="--rows")
+    if not shift > 0:
+        raise click.BadParameter("must be > 0: the drift check needs a shifted batch", param_hint="--shift")
+    try:
+        check_timezone(timezone)
+    except JobValidationError as e:
+        raise click.BadParameter(str(e), param_hint="--timezone") from None
     res = run_demo(
         rows=rows,
         profile=profile,
@@ -233,6 +244,10 @@ def demo(rows, profile, workers, seed, regenerate, model_name, min_auc, rounds):
         model_name=model_name,
         require={"auc": f">= {min_auc}"},
         num_boost_round=rounds,
+        loop=jobs,
+        keep=keep,
+        timezone=timezone,
+        shift=shift,
     )
     click.echo("\n== mlscale demo summary\n" + str(res))
 
