@@ -122,6 +122,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'mlscale_sdk.clusters._control': ('clusters.html#_control', 'mlscale_sdk/clusters.py'),
                                       'mlscale_sdk.clusters._default_name': ('clusters.html#_default_name', 'mlscale_sdk/clusters.py'),
                                       'mlscale_sdk.clusters._expand': ('clusters.html#_expand', 'mlscale_sdk/clusters.py'),
+                                      'mlscale_sdk.clusters._failed_start': ('clusters.html#_failed_start', 'mlscale_sdk/clusters.py'),
                                       'mlscale_sdk.clusters._fill_details': ('clusters.html#_fill_details', 'mlscale_sdk/clusters.py'),
                                       'mlscale_sdk.clusters._from_profile_only': ( 'clusters.html#_from_profile_only',
                                                                                    'mlscale_sdk/clusters.py'),

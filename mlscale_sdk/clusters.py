@@ -986,6 +986,8 @@ def _build(prof: Profile, cls, opts: dict):
         root = e
         while root.__cause__ is not None:
             root = root.__cause__
+        if isinstance(root, TypeError) and "keyword argument" in str(root):  # an option the workers do not take
+            raise ProfileError(f"profile {prof.name!r}: bad options for {prof.cls}: {root}") from None
         why = f" (caused by {type(root).__name__}: {root})" if root is not e else ""
         raise ClusterError(f"profile {prof.name!r}: could not start {prof.cls}: {type(e).__name__}: {e}{why}") from e
 
@@ -1094,11 +1096,27 @@ def _serve_main():
     except MlscaleError as e:
         if os.environ.get("MLSCALE_DEBUG"):
             raise
+        err = Path(spec["ready_file"]).with_suffix(".error")  # for the parent, which raises it again
+        err.write_text(json.dumps({"error": type(e).__name__, "message": str(e)}))
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(1)
 
 # %% ../nbs/01_clusters.ipynb #1e1eb353
 _DETACHED_ARGS = _START_ARGS | {"ready_file", "timeout", "overrides"}
+
+
+def _failed_start(proc, name: str, logf: Path, errf: Path, created: bool) -> ClusterError:
+    "The error of a cluster process that exited before it was ready, raised again here; its files are removed."
+    tail = logf.read_text()[-2000:] if logf.exists() else ""
+    err = json.loads(errf.read_text()) if errf.exists() else {}
+    for f in (logf, errf):
+        f.unlink(missing_ok=True)
+    if created and not any(logf.parent.iterdir()):
+        logf.parent.rmdir()
+    kinds = {c.__name__: c for c in (ProfileError, ClusterValidationError, ClusterConflictError)}
+    if err.get("error") in kinds:
+        return kinds[err["error"]](err["message"])
+    return ClusterError(f"cluster {name!r}: its process exited with code {proc.returncode}:\n{tail}")
 
 
 def start_detached(
@@ -1113,8 +1131,10 @@ def start_detached(
     if not isinstance(profile, str):
         raise ClusterValidationError(f"profile must be a profile name, got {type(profile).__name__}")
     p = get_profile(choose_profile(profile)[0])  # fail fast on a bad profile name
+    check_cluster_class(p.cls)  # or on a class that is not allowed, before any process or file exists
     name = check_name(name) if name is not None else _default_name(p)
     logf, ready = _state_file(name, ".log"), _state_file(name, ".ready")
+    created = not logf.parent.exists()
     logf.parent.mkdir(parents=True, exist_ok=True)
     ready.unlink(missing_ok=True)
     spec = json.dumps({"profile": profile, "name": name, "ready_file": str(ready), "options": options})
@@ -1124,7 +1144,7 @@ def start_detached(
     deadline = time.monotonic() + timeout
     while not ready.exists():
         if proc.poll() is not None:
-            raise ClusterError(f"cluster process exited with code {proc.returncode}:\n{logf.read_text()[-2000:]}")
+            raise _failed_start(proc, name, logf, ready.with_suffix(".error"), created)
         if time.monotonic() > deadline:
             proc.terminate()
             raise ClusterError(f"cluster {name!r} did not start within {timeout:g}s (log: {logf})")

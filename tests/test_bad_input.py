@@ -16,18 +16,6 @@ JOB = "real"                     # a job that exists: a body-taking route can on
 SECRET = "s3cretpw"              # inside a webhook URL: no message may echo it
 COUNTS = {"requests": 0, "status": collections.Counter(), "endpoint": collections.Counter(), "cli": collections.Counter()}
 
-# Cases that fail because of a part another helper is fixing (cluster class allowlist, non-finite retry_delay,
-# never-firing cron, webhook redaction). They stay in the tables and run; the coordinator empties this list once
-# those parts are merged, and from then on they must pass like every other case.
-DEPENDS_ON_OTHER_PARTS = [
-    "POST /clusters profile=evil (class not in the allowlist)",
-    "POST /clusters options bogus=1 (cluster class rejects unknown options)",
-    "POST /jobs retry_delay=1e308 (finite but absurd retry delay)",
-    "POST /jobs schedule 0 0 30 2 * (never fires)",
-    "cli jobs promote --retry-delay inf",
-    "cli jobs promote --schedule 0 0 30 2 *",
-    "cli cluster start evil",
-]
 
 
 def make_nb(path):
@@ -278,7 +266,7 @@ def check_response(r, label):
 def test_every_malformed_request_is_a_4xx_and_changes_nothing(srv):
     s, url, project, base = srv["session"], srv["url"], srv["project"], srv["base"]
     store, tree, around = store_dump(project), files(project), files(base, skip=("project",))
-    wrong, depends = [], []
+    wrong = []
     for label, method, path, query, body in CASES:
         r = s.request(method, f"{url}/{path.lstrip('/')}" + (f"?{query}" if query else ""), data=body,
                       headers={"Content-Type": "application/json"}, timeout=120)
@@ -295,15 +283,11 @@ def test_every_malformed_request_is_a_4xx_and_changes_nothing(srv):
             problem = (problem or label) + f": files changed in the project: {sorted(now_tree ^ tree)[:5]}"
             tree = now_tree
         if problem:
-            (depends if label in DEPENDS_ON_OTHER_PARTS else wrong).append(problem)
+            wrong.append(problem)
     assert files(base, skip=("project",)) == around, "a request wrote outside the project"
     assert listening_beyond_loopback(srv["proc"]) == []
     assert srv["proc"].poll() is None, "the server died"
-    if depends:
-        print(f"\n{len(depends)} case(s) waiting on other parts:\n  " + "\n  ".join(depends))
     assert not wrong, f"{len(wrong)} of {len(CASES)} malformed requests were not refused cleanly:\n" + "\n".join(wrong)
-    stale = [d for d in DEPENDS_ON_OTHER_PARTS if d.startswith(("GET", "POST")) and not any(d in p for p in depends)]
-    print(f"DEPENDS_ON_OTHER_PARTS cases that pass already: {stale}")
 
 
 # ---------------------------------------------------------------- the CLI
@@ -363,7 +347,7 @@ def test_every_malformed_cli_command_is_refused_and_changes_nothing(srv, monkeyp
     monkeypatch.chdir(project)
     monkeypatch.delenv("MLSCALE_DEBUG", raising=False)
     store, tree, around = store_dump(project), files(project), files(base, skip=("project",))
-    wrong, depends = [], []
+    wrong = []
     for label, args in CLI_CASES:
         r = CliRunner().invoke(main, args)
         COUNTS["cli"][r.exit_code] += 1
@@ -379,10 +363,8 @@ def test_every_malformed_cli_command_is_refused_and_changes_nothing(srv, monkeyp
             problem = (problem or label) + f": files changed in the project: {sorted(files(project) ^ tree)[:5]}"
             tree = files(project)
         if problem:
-            (depends if label in DEPENDS_ON_OTHER_PARTS else wrong).append(problem)
+            wrong.append(problem)
     assert files(base, skip=("project",)) == around, "a command wrote outside the project"
-    if depends:
-        print(f"\n{len(depends)} CLI case(s) waiting on other parts:\n  " + "\n  ".join(depends))
     assert not wrong, f"{len(wrong)} of {len(CLI_CASES)} malformed commands were not refused cleanly:\n" + "\n".join(wrong)
 
 
