@@ -1129,6 +1129,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'mlscale_sdk.server._profile_dict': ('server.html#_profile_dict', 'mlscale_sdk/server.py'),
                                     'mlscale_sdk.server._short': ('server.html#_short', 'mlscale_sdk/server.py'),
                                     'mlscale_sdk.server._start_options': ('server.html#_start_options', 'mlscale_sdk/server.py'),
+                                    'mlscale_sdk.server._transport': ('server.html#_transport', 'mlscale_sdk/server.py'),
                                     'mlscale_sdk.server.api': ('server.html#api', 'mlscale_sdk/server.py'),
                                     'mlscale_sdk.server.check_fields': ('server.html#check_fields', 'mlscale_sdk/server.py'),
                                     'mlscale_sdk.server.confine': ('server.html#confine', 'mlscale_sdk/server.py'),

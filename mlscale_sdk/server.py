@@ -242,6 +242,11 @@ def check_fields(
 _TRANSPORT_ARGS = ("token", "_xsrf")  # query arguments jupyter_server itself reads
 
 
+def _transport(key: str, values: list) -> bool:
+    "A query argument of the transport, not of the route: jupyter_server's own, or Lab's `?<timestamp>` cache buster."
+    return key in _TRANSPORT_ARGS or (key.isdigit() and values in ([b""], []))
+
+
 class MlscaleHandler(APIHandler):
     "Base of the mlscale API handlers."
 
@@ -265,7 +270,7 @@ class MlscaleHandler(APIHandler):
         "Query arguments: `ints` `{name: (default, lo, hi)}`, `strs` names of optional strings; others are a 400."
         ints = ints or {}
         args = self.request.query_arguments
-        unknown = [k for k in args if k not in ints and k not in strs and k not in _TRANSPORT_ARGS]
+        unknown = [k for k, v in args.items() if k not in ints and k not in strs and not _transport(k, v)]
         if unknown:
             raise BadRequest(f"unknown query argument(s): {', '.join(map(_short, unknown[:5]))}")
         out = {}
@@ -315,7 +320,9 @@ def _start_options(b: dict, fn) -> dict:
     options = b.get("options") or {}
     taken = [k for k in options if k in fields_of(fn)]
     if taken:
-        raise BadRequest(f"options may not set {', '.join(map(_short, taken))} (a field of the request, not an option)")
+        raise BadRequest(
+            f"options may not set {', '.join(map(_short, taken))} (a field of the request, not a cluster option)"
+        )
     return options
 
 

@@ -61,7 +61,9 @@ def test_demo_whole_loop_then_again(project):
     mv = [v for v in tracking.client().search_model_versions(f"run_id = '{feedback.mlflow_run_id}'")]
     assert mv and mv[0].tags["mlscale.promotion.champion.decision"] in ("promoted", "rejected")
     assert mv[0].tags["mlscale.promotion.champion.decision"] in s["champion"]
-    assert "mlscale jobs list" in r.stdout and "mlflow ui --backend-store-uri" in s["next"]
+    block = r.stdout.split("== mlscale demo summary", 1)[1].splitlines()
+    next_block = "\n".join(block[[l[:12].strip() for l in block].index("next"):])  # the label and its continuations
+    assert "mlscale jobs list" in next_block and "mlflow ui --backend-store-uri" in next_block
 
     # again (the champion only): data and features reused and said so; the same model does not beat the champion
     r2 = mlscale("demo", "--rows", "20000", "--workers", "2", "--rounds", "40", "--no-jobs", env=env, timeout=600)

@@ -336,7 +336,7 @@ async def test_cluster_requests_are_untrusted_input(project, call, tmp_path_fact
         ({"profile": str(outside / "evil.yaml")}, "profile name"),
         ({"profile": "../clusters/local"}, "profile name"),
         ({"profile": "local", "name": victim}, "cluster name"),
-        ({"profile": "local", "name": {"x": 1}}, "cluster name"),
+        ({"profile": "local", "name": {"x": 1}}, "name must be a string"),
         ({"profile": "local", "options": {"preload": ["/tmp/x.py"]}}, "'preload'"),
         ({"profile": "local", "options": {"scheduler_kwargs": {"worker_class": "x"}}}, "'scheduler_kwargs.worker_class'"),
         ({"profile": "local", "options": {"dashboard_address": ":0"}}, "'dashboard_address'"),
