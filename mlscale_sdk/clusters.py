@@ -192,8 +192,14 @@ CLUSTER_CLASSES = (
     *(f"dask_jobqueue.{k}Cluster" for k in ("SLURM", "PBS", "SGE", "LSF", "HTCondor", "OAR", "Moab")),
     "dask_gateway.GatewayCluster",
     "dask_kubernetes.operator.KubeCluster",
+    "mlscale_sdk.gateway.gateway_cluster",
 )
-_FACTORIES = {"distributed.SSHCluster", "dask_gateway.GatewayCluster", "mlscale_sdk.clusters.RemoteCluster"}
+_FACTORIES = {
+    "distributed.SSHCluster",
+    "dask_gateway.GatewayCluster",
+    "mlscale_sdk.clusters.RemoteCluster",
+    "mlscale_sdk.gateway.gateway_cluster",
+}
 
 
 def allowed_cluster_classes() -> list[str]:
@@ -482,6 +488,8 @@ def keep_workers_light():
 # %% ../nbs/01_clusters.ipynb #f1bf0fff
 def _host_port(address: str) -> tuple[str, int]:
     m = re.fullmatch(r"(?:(tcp|tls|ws|wss)://)?\[?([^\]\s/]+?)\]?:(\d+)/?", address.strip())
+    # or gateway://host:port/<cluster>: a dask-gateway cluster behind the gateway's proxy
+    m = m or re.fullmatch(r"(gateway)://\[?([^\]\s/]+?)\]?:(\d+)/[\w.-]+", address.strip())
     if not m:
         raise ClusterValidationError(f"not a scheduler address: {address!r} (expected tcp://host:port)")
     return m.group(2), int(m.group(3))
@@ -565,14 +573,22 @@ class RemoteCluster:
 
 # %% ../nbs/01_clusters.ipynb #0e65bd60
 _tables = {}
+_tables_lock = threading.Lock()
 
 
 def _table(engine=None):
-    import sqlalchemy as sa
-
     engine = engine or state_engine()
     if engine.url in _tables:
         return _tables[engine.url]
+    with _tables_lock:  # a background registry check and the caller may both create it first
+        if engine.url not in _tables:
+            _tables[engine.url] = _create_table(engine)
+    return _tables[engine.url]
+
+
+def _create_table(engine):
+    import sqlalchemy as sa
+
     md = sa.MetaData()
     t = sa.Table(
         "clusters",
@@ -589,7 +605,6 @@ def _table(engine=None):
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     )
     md.create_all(engine, checkfirst=True)
-    _tables[engine.url] = t
     return t
 
 # %% ../nbs/01_clusters.ipynb #55053003
@@ -949,7 +964,7 @@ def _import_cls(dotted: str):
     "The cluster class `dotted`, which must be on the allowlist (checked before importing) and a cluster manager."
     check_cluster_class(dotted)
     mod, _, attr = dotted.rpartition(".")
-    extra = "gpu" if mod.startswith("dask_cuda") else None
+    extra = {"dask_cuda": "gpu", "dask_gateway": "gateway", "dask_kubernetes": "kubernetes"}.get(mod.split(".")[0])
     m = lazy_import(mod, extra)
     try:
         obj = getattr(m, attr)
