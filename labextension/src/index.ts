@@ -8,12 +8,24 @@ import {
   formatBytes,
   formatWhen,
   paramFields,
+  adaptBody,
   promoteBody,
+  promoteModelBody,
+  scaleBody,
   sparkline,
   statusBadge,
+  DRIFT_STATS,
   FormField,
-  PromoteForm
+  OPS,
+  PromoteForm,
+  RuleForm
 } from './logic';
+
+/** Throw the builder's error (shown by `button`) or return its body. */
+function built<T>(r: { body?: T; error?: string }): T {
+  if (r.error || r.body === undefined) throw new Error(r.error || 'invalid input');
+  return r.body;
+}
 
 const PROMOTE = 'mlscale:promote-to-job';
 const POLL_MS = 4000;
@@ -136,13 +148,10 @@ class MlscalePanel extends Widget {
         el('br'),
         n,
         button('Scale', () =>
-          post(`clusters/${encodeURIComponent(r.name)}/scale`, { n: Number(n.value) })
+          post(`clusters/${encodeURIComponent(r.name)}/scale`, built(scaleBody(n.value)))
         ),
         button('Adapt', () =>
-          post(`clusters/${encodeURIComponent(r.name)}/adapt`, {
-            minimum: 0,
-            maximum: Number(n.value)
-          })
+          post(`clusters/${encodeURIComponent(r.name)}/adapt`, built(adaptBody('0', n.value)))
         ),
         button('Insert client code', () =>
           this.insertCode(clientCode(r.name, r.scheduler_address))
@@ -267,6 +276,12 @@ class MlscalePanel extends Widget {
         .map(([a, v]) => `${a}→v${v}`)
         .join(', ');
       const alias = el('input', { value: 'champion', class: 'mlscale-alias', size: '8' });
+      const metric = el('input', {
+        value: Object.keys(versions[0]?.metrics || {})[0] || '',
+        placeholder: 'metric',
+        class: 'mlscale-metric-name',
+        size: '8'
+      });
       const ver = el('select', {});
       for (const v of versions)
         ver.append(el('option', { value: String(v.version) }, `v${v.version}`));
@@ -279,11 +294,12 @@ class MlscalePanel extends Widget {
         el('br'),
         ver,
         alias,
+        metric,
         button('Promote', async () => {
-          const d = await post(`mlflow/models/${encodeURIComponent(m.name)}/promote`, {
-            version: Number(ver.value),
-            alias: alias.value
-          });
+          const d = await post(
+            `mlflow/models/${encodeURIComponent(m.name)}/promote`,
+            built(promoteModelBody(ver.value, alias.value, metric.value))
+          );
           void showDialog({
             title: 'Promotion',
             body: JSON.stringify(d),
@@ -307,7 +323,8 @@ class PromoteBody extends Widget {
     public notebook: string,
     public fields: FormField[],
     profiles: string[],
-    prev?: PromoteForm
+    prev?: PromoteForm,
+    prevRaw: Record<string, string> = {}
   ) {
     super();
     this.addClass('mlscale-promote');
@@ -348,6 +365,44 @@ class PromoteBody extends Widget {
       'Alert e-mail on failure',
       el('input', { placeholder: 'you@example.com' })
     );
+    this.inputs.alertWebhook = add(
+      'alertWebhook',
+      'Alert webhook on failure',
+      el('input', { placeholder: 'https://hooks.example.com/… or ${HOOK_URL}' })
+    );
+    this.node.append(el('h4', {}, 'Alert rule'));
+    const sel = (opts: string[]) => {
+      const x = el('select', {});
+      for (const o of opts) x.append(el('option', { value: o }, o || '(none)'));
+      return x;
+    };
+    this.inputs.ruleKind = add('ruleKind', 'Rule', sel(['', 'metric', 'drift']));
+    this.inputs.ruleMetric = add('ruleMetric', 'Metric', el('input', { placeholder: 'auc' }));
+    this.inputs.ruleOp = add('ruleOp', 'Breach when', sel(OPS));
+    this.inputs.ruleThreshold = add(
+      'ruleThreshold',
+      'Threshold',
+      el('input', { placeholder: '0.8' })
+    );
+    this.inputs.ruleColumn = add(
+      'ruleColumn',
+      'Drift column',
+      el('input', { placeholder: 'amount' })
+    );
+    this.inputs.ruleStat = add('ruleStat', 'Drift statistic', sel(DRIFT_STATS));
+    this.inputs.ruleCondition = add(
+      'ruleCondition',
+      'Drift condition',
+      el('input', { placeholder: '> 0.2' })
+    );
+    this.inputs.ruleAction = add('ruleAction', 'Then', sel(['email', 'webhook', 'retrain']));
+    this.inputs.ruleTarget = add(
+      'ruleTarget',
+      'To (address, URL or job)',
+      el('input', { placeholder: 'you@example.com' })
+    );
+    this.errors.rule0 = el('div', { class: 'mlscale-error', 'data-error': 'rule0' });
+    this.node.append(this.errors.rule0);
     this.node.append(el('h4', {}, 'Parameters'));
     for (const f of fields) {
       this.params[f.name] = add(
@@ -357,11 +412,17 @@ class PromoteBody extends Widget {
       ) as HTMLInputElement;
     }
     if (!fields.length) this.node.append(el('i', {}, 'no parameters cell'));
-    this.node.append(this.general);
+    this.node.prepend(this.general);
     if (prev) {
-      for (const [k, i] of Object.entries(this.inputs)) i.value = (prev as any)[k] ?? i.value;
+      for (const [k, i] of Object.entries(this.inputs))
+        i.value = prevRaw[k] ?? (prev as any)[k] ?? i.value;
       for (const [k, i] of Object.entries(this.params)) i.value = prev.params[k] ?? i.value;
     }
+  }
+
+  /** What is typed in every input, by name (to show the dialog again as it was). */
+  raw(): Record<string, string> {
+    return Object.fromEntries(Object.entries(this.inputs).map(([k, i]) => [k, i.value]));
   }
 
   form(): PromoteForm {
@@ -377,13 +438,37 @@ class PromoteBody extends Widget {
       retries: v('retries'),
       timeout: v('timeout'),
       alertEmail: v('alertEmail'),
+      alertWebhook: v('alertWebhook'),
+      rules: this.rules(v),
       params
     };
   }
 
+  private rules(v: (k: string) => string): RuleForm[] {
+    const kind = v('ruleKind');
+    if (kind !== 'metric' && kind !== 'drift') return [];
+    const action = v('ruleAction') as 'email' | 'webhook' | 'retrain';
+    return [
+      {
+        kind,
+        metric: v('ruleMetric'),
+        op: v('ruleOp'),
+        threshold: v('ruleThreshold'),
+        column: v('ruleColumn'),
+        stat: v('ruleStat'),
+        condition: v('ruleCondition'),
+        actions: v('ruleTarget').trim() ? [{ kind: action, target: v('ruleTarget') }] : []
+      }
+    ];
+  }
+
   showErrors(errors: Record<string, string>, general = ''): void {
     for (const [k, e] of Object.entries(this.errors)) e.textContent = errors[k] || '';
-    this.general.textContent = general;
+    const n = Object.keys(errors).length;
+    // a summary at the top, so an error below the fold is not missed
+    this.general.textContent =
+      general || (n ? `${n} field(s) need a fix: ${Object.values(errors).join('; ')}` : '');
+    if (general || n) this.general.scrollIntoView?.({ block: 'nearest' });
   }
 }
 
@@ -412,7 +497,7 @@ async function promoteDialog(
     });
     if (!res.button.accept) return;
     const form = body.form();
-    body = new PromoteBody(path, fields, profiles, form);
+    body = new PromoteBody(path, fields, profiles, form, body.raw());
     const { body: req, errors } = promoteBody(form, fields);
     if (!req) {
       body.showErrors(errors);
