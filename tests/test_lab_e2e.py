@@ -130,6 +130,34 @@ def test_promote_with_alert_email_and_rule(page, lab, theme):
     assert page.console_errors == [], page.console_errors
 
 
+@pytest.mark.parametrize("theme", ["light", "dark"], indirect=True)
+def test_scale_typed_while_updates_arrive(page, lab, theme):
+    "A worker count being typed survives the panel's polls (rows are updated in place), then scales the cluster."
+    base, token, project = lab
+    page.goto(f"{base}/lab?reset&token={token}")
+    page.locator('.jp-SideBar.jp-mod-left li[data-id="mlscale-panel"]').click()
+    panel = page.locator("#mlscale-panel")
+    panel.locator("select.mlscale-profile").select_option("local")
+    panel.locator("button", has_text="Start").click()
+    cluster = panel.locator(".mlscale-cluster").first
+    cluster.wait_for()
+    page.wait_for_function("() => /[1-9]\\d* workers/.test(document.querySelector('#mlscale-panel .mlscale-workers')?.textContent || '')")
+    n = cluster.locator("input.mlscale-n")
+    n.click(); n.fill(""); page.keyboard.type("3")
+    page.wait_for_timeout(9000)  # two polls at 4 s
+    assert n.input_value() == "3"
+    assert page.evaluate("() => document.activeElement?.classList.contains('mlscale-n')"), "the typed input lost focus"
+    assert panel.locator("select.mlscale-profile").input_value() == "local"
+    shot(page, f"panel-scale-typed-{theme}.png")
+    cluster.locator("button", has_text="Scale").click()
+    page.wait_for_function("() => /3 workers/.test(document.querySelector('#mlscale-panel .mlscale-workers')?.textContent || '')",
+                           timeout=90_000)
+    shot(page, f"panel-scaled-{theme}.png")
+    cluster.locator("button", has_text="Stop").click()
+    panel.get_by_text("no clusters running").wait_for()
+    assert page.console_errors == [], page.console_errors
+
+
 def test_extension_listed_enabled():
     out = subprocess.run([str(BIN / "jupyter"), "labextension", "list"], capture_output=True, text=True)
     text = out.stdout + out.stderr

@@ -70,9 +70,11 @@ class MlscalePanel extends Widget {
   private jobs = el('div', { class: 'mlscale-section-body', 'data-section': 'jobs' });
   private models = el('div', { class: 'mlscale-section-body', 'data-section': 'models' });
   private status = el('div', { class: 'mlscale-status' });
+  private clusterHead: HTMLElement | null = null;
+  private clusterRows = new Map<string, HTMLElement>();
+  private noClusters = el('i', {}, 'no clusters running');
   private timer: number | undefined;
   private metric = '';
-  private profile = '';
 
   constructor(
     private app: JupyterFrontEnd,
@@ -118,61 +120,83 @@ class MlscalePanel extends Widget {
       api<any[]>('clusters/profiles'),
       api<any[]>('clusters')
     ]);
-    const select = el('select', { class: 'mlscale-profile' });
-    // "auto" first: local-gpu when GPUs are visible, else local (the server says which and why)
-    select.append(el('option', { value: 'auto' }, 'auto (GPU if present)'));
-    for (const p of profiles) select.append(el('option', { value: p.name }, p.name));
-    // polling re-renders the section: keep the profile the user picked
-    if (this.profile) select.value = this.profile;
-    select.onchange = () => {
-      this.profile = select.value;
-    };
-    const start = button('Start', async () => {
-      await post('clusters', { profile: select.value });
-      await this.renderClusters();
-    });
-    const rows = recs.map(r => {
-      const n = el('input', {
-        type: 'number',
-        min: '0',
-        value: String(r.workers ?? 1),
-        class: 'mlscale-n'
+    if (!this.clusterHead) {
+      const select = el('select', { class: 'mlscale-profile' });
+      const start = button('Start', async () => {
+        await post('clusters', { profile: select.value });
+        await this.renderClusters();
       });
-      const row = el(
-        'div',
-        { class: 'mlscale-row mlscale-cluster', 'data-name': r.name },
-        el('b', {}, r.name),
-        ` [${r.profile}] `,
-        el('span', { class: 'mlscale-workers' }, `${r.workers ?? '?'} workers`),
-        `, ${r.threads ?? '?'} threads, ${formatBytes(r.memory)}`,
-        el('br'),
-        n,
-        button('Scale', () =>
-          post(`clusters/${encodeURIComponent(r.name)}/scale`, built(scaleBody(n.value)))
-        ),
-        button('Adapt', () =>
-          post(`clusters/${encodeURIComponent(r.name)}/adapt`, built(adaptBody('0', n.value)))
-        ),
-        button('Insert client code', () =>
-          this.insertCode(clientCode(r.name, r.scheduler_address))
-        ),
-        button(
-          'Stop',
-          async () => {
-            await api(`clusters/${encodeURIComponent(r.name)}`, { method: 'DELETE' });
-            await this.renderClusters();
-          },
-          'mlscale-danger'
-        )
+      this.clusterHead = el('div', { class: 'mlscale-row' }, select, start);
+    }
+    const select = this.clusterHead.querySelector('select')!;
+    // "auto" first: local-gpu when GPUs are visible, else local (the server says which and why)
+    const names = ['auto', ...profiles.map(p => p.name)];
+    if (
+      Array.from(select.options)
+        .map(o => o.value)
+        .join() !== names.join()
+    ) {
+      const picked = select.value;
+      select.replaceChildren(
+        ...names.map(n => el('option', { value: n }, n === 'auto' ? 'auto (GPU if present)' : n))
       );
-      if (r.dashboard_link)
-        row.append(el('a', { href: r.dashboard_link, target: '_blank' }, 'dashboard'));
-      return row;
+      if (names.includes(picked)) select.value = picked;
+    }
+    // rows are updated in place: a worker count being typed (and its focus) survives each poll
+    const seen = new Set<string>();
+    for (const r of recs) {
+      seen.add(r.name);
+      const row = this.clusterRows.get(r.name) || this.clusterRow(r);
+      this.clusterRows.set(r.name, row);
+      row.querySelector('.mlscale-workers')!.textContent = `${r.workers ?? '?'} workers`;
+      row.querySelector('.mlscale-cluster-info')!.textContent =
+        `, ${r.threads ?? '?'} threads, ${formatBytes(r.memory)}`;
+    }
+    for (const name of [...this.clusterRows.keys()])
+      if (!seen.has(name)) this.clusterRows.delete(name);
+    const want: Node[] = [this.clusterHead, ...this.clusterRows.values()];
+    if (!this.clusterRows.size) want.push(this.noClusters);
+    const have = Array.from(this.clusters.childNodes);
+    if (have.length !== want.length || have.some((n, i) => n !== want[i])) {
+      this.clusters.replaceChildren(...want);
+    }
+  }
+
+  private clusterRow(r: any): HTMLElement {
+    const n = el('input', {
+      type: 'number',
+      min: '0',
+      value: String(r.workers ?? 1),
+      class: 'mlscale-n'
     });
-    this.clusters.replaceChildren(
-      el('div', { class: 'mlscale-row' }, select, start),
-      ...(rows.length ? rows : [el('i', {}, 'no clusters running')])
+    const row = el(
+      'div',
+      { class: 'mlscale-row mlscale-cluster', 'data-name': r.name },
+      el('b', {}, r.name),
+      ` [${r.profile}] `,
+      el('span', { class: 'mlscale-workers' }),
+      el('span', { class: 'mlscale-cluster-info' }),
+      el('br'),
+      n,
+      button('Scale', () =>
+        post(`clusters/${encodeURIComponent(r.name)}/scale`, built(scaleBody(n.value)))
+      ),
+      button('Adapt', () =>
+        post(`clusters/${encodeURIComponent(r.name)}/adapt`, built(adaptBody('0', n.value)))
+      ),
+      button('Insert client code', () => this.insertCode(clientCode(r.name, r.scheduler_address))),
+      button(
+        'Stop',
+        async () => {
+          await api(`clusters/${encodeURIComponent(r.name)}`, { method: 'DELETE' });
+          await this.renderClusters();
+        },
+        'mlscale-danger'
+      )
     );
+    if (r.dashboard_link)
+      row.append(el('a', { href: r.dashboard_link, target: '_blank' }, 'dashboard'));
+    return row;
   }
 
   private insertCode(code: string): void {
