@@ -142,3 +142,16 @@ async def test_promote_model_body_is_accepted(project, call, build):
         code, d = await call("POST", "mlflow/models/m/promote", body=body)
         assert code == 200 and d["promoted"] and d["alias"] == args[1], (body, d)
     assert "error" in build("promoteModelBody", "1", "champion", "")
+
+
+def test_generated_typescript_types_are_current():
+    "src/openapi.d.ts is what `jlpm gen:types` makes of mlscale_sdk/openapi.yaml (the builders are typed by it)."
+    gen, prettier = (EXT / "node_modules" / ".bin" / n for n in ("openapi-typescript", "prettier"))
+    if not gen.exists():
+        pytest.skip("labextension/node_modules missing (cd labextension && jlpm install)")
+    out = EXT / "lib-test" / "openapi.check.d.ts"
+    out.parent.mkdir(exist_ok=True)
+    subprocess.run([str(gen), "../mlscale_sdk/openapi.yaml", "--empty-objects-unknown", "-o", str(out)], cwd=EXT,
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run([str(prettier), "--write", str(out)], cwd=EXT, check=True, capture_output=True, timeout=120)
+    assert out.read_text() == (EXT / "src" / "openapi.d.ts").read_text(), "run `jlpm gen:types` in labextension/"

@@ -1,4 +1,18 @@
 // Pure front-end logic (no DOM, no Jupyter imports): unit-tested with node --test.
+import type { paths } from './openapi';
+
+/** The JSON request body of an API route, from the types generated from openapi.yaml (`jlpm gen:types`). */
+type JsonBody<T> = T extends { content: { 'application/json': infer B } } ? B : never;
+export type RequestBody<P extends keyof paths, M extends keyof paths[P]> = JsonBody<
+  NonNullable<paths[P][M] extends { requestBody?: infer R } ? R : never>
+>;
+export type PromoteJobBody = RequestBody<'/jobs', 'post'>;
+export type ScaleBody = RequestBody<'/clusters/{name}/scale', 'post'>;
+export type AdaptBody = RequestBody<'/clusters/{name}/adapt', 'post'>;
+export type RunBody = RequestBody<'/jobs/{name}/run', 'post'>;
+export type PromoteModelBody = RequestBody<'/mlflow/models/{name}/promote', 'post'>;
+type Action = NonNullable<PromoteJobBody['on_failure']>[number];
+type Rule = NonNullable<PromoteJobBody['alerts']>[number];
 
 export interface ParamInfo {
   default?: string;
@@ -95,7 +109,7 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const COND_RE = /^\s*(<=|>=|==|!=|<|>)\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$/;
 
 /** The server's action mapping (`{email}`, `{webhook}`, `{retrain}`) for one action, or an error message. */
-export function actionBody(a: ActionForm): { body?: Record<string, unknown>; error?: string } {
+export function actionBody(a: ActionForm): { body?: Action; error?: string } {
   const t = (a.target || '').trim();
   if (a.kind === 'email') {
     return EMAIL_RE.test(t) ? { body: { email: t } } : { error: `e-mail: not an address: '${t}'` };
@@ -114,8 +128,8 @@ export function actionBody(a: ActionForm): { body?: Record<string, unknown>; err
 }
 
 /** The server's rule mapping (`AlertRule`) for one rule, or an error message. */
-export function ruleBody(r: RuleForm): { body?: Record<string, unknown>; error?: string } {
-  const actions: Record<string, unknown>[] = [];
+export function ruleBody(r: RuleForm): { body?: Rule; error?: string } {
+  const actions: Action[] = [];
   for (const a of r.actions || []) {
     const x = actionBody(a);
     if (x.error) return { error: x.error };
@@ -141,7 +155,7 @@ export function ruleBody(r: RuleForm): { body?: Record<string, unknown>; error?:
 export function promoteBody(
   form: PromoteForm,
   fields: FormField[]
-): { body?: Record<string, unknown>; errors: Record<string, string> } {
+): { body?: PromoteJobBody; errors: Record<string, string> } {
   const errors: Record<string, string> = {};
   const parameters: Record<string, unknown> = {};
   for (const f of fields) {
@@ -166,7 +180,7 @@ export function promoteBody(
   if (timeout !== null && (!isFinite(timeout) || timeout <= 0)) {
     errors.timeout = 'timeout: seconds > 0';
   }
-  const onFailure: Record<string, unknown>[] = [];
+  const onFailure: Action[] = [];
   const failureActions: [string, ActionForm][] = [
     ['alertEmail', { kind: 'email', target: form.alertEmail }],
     ['alertWebhook', { kind: 'webhook', target: form.alertWebhook || '' }]
@@ -177,14 +191,14 @@ export function promoteBody(
     if (x.error) errors[key] = `alert ${x.error}`;
     else onFailure.push(x.body!);
   }
-  const alerts: Record<string, unknown>[] = [];
+  const alerts: Rule[] = [];
   (form.rules || []).forEach((r, i) => {
     const x = ruleBody(r);
     if (x.error) errors[`rule${i}`] = x.error;
     else alerts.push(x.body!);
   });
   if (Object.keys(errors).length) return { errors };
-  const body: Record<string, unknown> = {
+  const body: PromoteJobBody = {
     notebook: form.notebook,
     schedule: sched || null,
     timezone: form.timezone.trim() || 'UTC',
@@ -200,7 +214,7 @@ export function promoteBody(
 }
 
 /** POST clusters/{name}/scale body from the typed worker count, or an error message. */
-export function scaleBody(n: string): { body?: { n: number }; error?: string } {
+export function scaleBody(n: string): { body?: ScaleBody; error?: string } {
   const v = n.trim();
   return /^\d+$/.test(v)
     ? { body: { n: parseInt(v, 10) } }
@@ -208,10 +222,7 @@ export function scaleBody(n: string): { body?: { n: number }; error?: string } {
 }
 
 /** POST clusters/{name}/adapt body (between `minimum` and `maximum` workers), or an error message. */
-export function adaptBody(
-  minimum: string,
-  maximum: string
-): { body?: { minimum: number; maximum: number }; error?: string } {
+export function adaptBody(minimum: string, maximum: string): { body?: AdaptBody; error?: string } {
   const lo = minimum.trim() === '' ? 0 : Number(minimum);
   const hi = Number(maximum);
   if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi < lo) {
@@ -224,7 +235,7 @@ export function adaptBody(
 export function runBody(
   fields: FormField[],
   overrides: Record<string, string>
-): { body?: { parameters: Record<string, unknown> }; errors: Record<string, string> } {
+): { body?: RunBody; errors: Record<string, string> } {
   const errors: Record<string, string> = {};
   const parameters: Record<string, unknown> = {};
   for (const f of fields) {
@@ -246,7 +257,7 @@ export function promoteModelBody(
   metric: string,
   require: Record<string, string> = {},
   greaterIsBetter = true
-): { body?: Record<string, unknown>; error?: string } {
+): { body?: PromoteModelBody; error?: string } {
   const v = Number(version);
   if (!Number.isInteger(v) || v < 1)
     return { error: `version: a version number, got '${version}'` };
@@ -261,7 +272,7 @@ export function promoteModelBody(
     if (!COND_RE.test(r))
       return { error: `requirement ${k}: a condition such as '>= 0.8', got '${r}'` };
   }
-  const body: Record<string, unknown> = {
+  const body: PromoteModelBody = {
     version: v,
     alias: a,
     greater_is_better: greaterIsBetter
