@@ -158,6 +158,27 @@ def test_scale_typed_while_updates_arrive(page, lab, theme):
     assert page.console_errors == [], page.console_errors
 
 
+def test_failed_run_started_here_is_a_lab_notification(page, lab):
+    "Run now from the panel on a notebook that raises: when the run ends, Lab's notification says it failed."
+    base, token, project = lab
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    nbformat.write(nb, project / "breaks.ipynb")
+    req = urllib.request.Request(f"{base}/mlscale/api/jobs", data=json.dumps({"notebook": "breaks.ipynb"}).encode(),
+                                 method="POST", headers={"Authorization": f"token {token}"})
+    assert urllib.request.urlopen(req).status == 201
+    page.goto(f"{base}/lab?reset&token={token}")
+    page.locator('.jp-SideBar.jp-mod-left li[data-id="mlscale-panel"]').click()
+    job = page.locator('#mlscale-panel .mlscale-job[data-name="breaks"]')
+    job.wait_for()
+    job.locator("button", has_text="Run now").click()
+    page.get_by_text("mlscale: run of 'breaks' failed").first.wait_for(timeout=180_000)
+    shot(page, "notification-run-failed.png")
+    errors = [e for e in page.console_errors if "boom" not in e]
+    assert errors == [], errors
+
+
 def test_extension_listed_enabled():
     out = subprocess.run([str(BIN / "jupyter"), "labextension", "list"], capture_output=True, text=True)
     text = out.stdout + out.stderr

@@ -1,5 +1,11 @@
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { Dialog, ICommandPalette, showDialog, ToolbarButton } from '@jupyterlab/apputils';
+import {
+  Dialog,
+  ICommandPalette,
+  Notification,
+  showDialog,
+  ToolbarButton
+} from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 import { api, post } from './api';
@@ -72,6 +78,7 @@ class MlscalePanel extends Widget {
   private status = el('div', { class: 'mlscale-status' });
   private clusterHead: HTMLElement | null = null;
   private clusterRows = new Map<string, HTMLElement>();
+  private watched = new Map<string, string>(); // run id -> job, for runs started here
   private noClusters = el('i', {}, 'no clusters running');
   private timer: number | undefined;
   private metric = '';
@@ -199,6 +206,19 @@ class MlscalePanel extends Widget {
     return row;
   }
 
+  /** A Lab notification when a run started from this Lab ends (success or failure). */
+  private notifyEnded(jobs: any[]): void {
+    for (const j of jobs) {
+      const last = j.last_run;
+      if (!last || !this.watched.has(String(last.id))) continue;
+      if (['queued', 'running'].includes(last.status)) continue;
+      this.watched.delete(String(last.id));
+      const msg = `mlscale: run of '${j.name}' ${statusBadge(last.status).label}`;
+      if (last.status === 'succeeded') Notification.success(msg, { autoClose: 8000 });
+      else Notification.error(`${msg}${last.error ? `: ${last.error}` : ''}`, { autoClose: false });
+    }
+  }
+
   private insertCode(code: string): void {
     const panel = this.tracker.currentWidget;
     if (!panel) throw new Error('open a notebook first');
@@ -210,6 +230,7 @@ class MlscalePanel extends Widget {
 
   private async renderJobs(): Promise<void> {
     const jobs = await api<any[]>('jobs');
+    this.notifyEnded(jobs);
     const rows = jobs.map(j => {
       const last = j.last_run;
       const badge = statusBadge(j.paused ? 'paused' : last?.status);
@@ -225,7 +246,10 @@ class MlscalePanel extends Widget {
           { class: 'mlscale-meta' },
           `next: ${j.paused ? 'paused' : formatWhen(j.next_run_at)}`
         ),
-        button('Run now', () => post(`jobs/${encodeURIComponent(j.name)}/run`, {})),
+        button('Run now', async () => {
+          const run = await post(`jobs/${encodeURIComponent(j.name)}/run`, {});
+          if (run?.id) this.watched.set(String(run.id), j.name);
+        }),
         button(j.paused ? 'Resume' : 'Pause', () =>
           post(`jobs/${encodeURIComponent(j.name)}/${j.paused ? 'resume' : 'pause'}`)
         ),
