@@ -15,13 +15,41 @@ def _ok(url):
     except Exception: return False
 
 
+BUILT = Path(__file__).parents[1] / "mlscale_sdk" / "labextension"
+
+
+def _this_build(project) -> list[str]:
+    "Serve this checkout's built extension (first on the path wins) rather than whichever one the venv registered."
+    if not (BUILT / "package.json").exists():
+        return []
+    d = project / "labextensions"
+    d.mkdir(exist_ok=True)
+    (d / "mlscale-labextension").symlink_to(BUILT, target_is_directory=True)
+    return [f"--LabApp.extra_labextensions_path={d}"]
+
+
+def _theme_settings(project, theme) -> list[str]:
+    "A user-settings folder that selects the Lab theme (light or dark)."
+    d = project / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    d.mkdir(parents=True, exist_ok=True)
+    name = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}[theme]
+    (d / "themes.jupyterlab-settings").write_text(json.dumps({"theme": name}))
+    return [f"--LabApp.user_settings_dir={project / 'lab-settings'}"]
+
+
 @pytest.fixture
-def lab(project):
+def theme(request):
+    return getattr(request, "param", "light")
+
+
+@pytest.fixture
+def lab(project, theme):
     port, token = free_port(), "e2e-token"
     env = {**os.environ, "MLSCALE_HOME": str(project)}
+    extra = _this_build(project) + _theme_settings(project, theme)
     p = subprocess.Popen([str(BIN / "jupyter"), "lab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
                           f"--ServerApp.root_dir={project}", f"--IdentityProvider.token={token}",
-                          "--LabApp.news_url=", "--ContentsManager.allow_hidden=True", f"--LabApp.workspaces_dir={project / 'ws'}", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                          "--LabApp.news_url=", "--ContentsManager.allow_hidden=True", f"--LabApp.workspaces_dir={project / 'ws'}", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *extra],
                          env=env, stdout=open(project / "lab.log", "w"), stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -43,8 +71,11 @@ def page(lab):
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                                      "--disable-component-update", "--disable-sync", "--no-first-run"])
-        pg = b.new_page(viewport={"width": 1400, "height": 900})
+        pg = b.new_page(viewport={"width": 1280, "height": 800})
         pg.set_default_timeout(60_000)
+        pg.console_errors = []
+        pg.on("console", lambda m: m.type == "error" and pg.console_errors.append(m.text))
+        pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
         try: yield pg
         finally: b.close()
 
@@ -52,8 +83,100 @@ def page(lab):
 def shot(page, name):
     "Save a screenshot of the page, with Lab's 'Jupyter news?' toast dismissed when it shows."
     no = page.locator(".jp-toast-button", has_text="No")
-    if no.count(): no.first.click()
+    if no.count():
+        try: no.first.click(timeout=2000)
+        except Exception: pass  # behind a modal dialog: it stays in the corner of the shot
     page.screenshot(path=str(ART / name))
+
+
+def api_get(base, token, path):
+    req = urllib.request.Request(f"{base}/mlscale/api/{path}", headers={"Authorization": f"token {token}"})
+    return json.loads(urllib.request.urlopen(req).read())
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"], indirect=True)
+def test_promote_with_alert_email_and_rule(page, lab, theme):
+    "The broken flow: Promote to job with an alert e-mail (and a metric rule) is accepted as the server's shape."
+    base, token, project = lab
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    c = nbformat.v4.new_code_cell("rows = 10"); c.metadata["tags"] = ["parameters"]
+    nb.cells = [c, nbformat.v4.new_code_cell("print(rows)")]
+    nbformat.write(nb, project / "alerting.ipynb")
+    page.goto(f"{base}/lab/tree/alerting.ipynb?reset&token={token}")
+    page.locator(".mlscale-promote-button").first.click()
+    dialog = page.locator(".jp-Dialog")
+    try: dialog.locator("input[name=rows]").wait_for(timeout=30_000)
+    except Exception: shot(page, f"promote-alert-FAILED-{theme}.png"); print(page.console_errors); raise
+    dialog.locator("input[name=alertEmail]").fill("not-an-address")
+    dialog.locator("button", has_text="Promote").click()
+    page.locator('.jp-Dialog [data-error="alertEmail"]', has_text="not an address").wait_for()
+    page.locator(".jp-Dialog .mlscale-error-general", has_text="need a fix").wait_for()
+    shot(page, f"promote-alert-error-{theme}.png")
+    page.locator(".jp-Dialog input[name=alertEmail]").fill("ops@example.com")
+    page.locator(".jp-Dialog select[name=ruleKind]").select_option("metric")
+    page.locator(".jp-Dialog input[name=ruleMetric]").fill("auc")
+    page.locator(".jp-Dialog select[name=ruleOp]").select_option("<")
+    page.locator(".jp-Dialog input[name=ruleThreshold]").fill("0.8")
+    page.locator(".jp-Dialog input[name=ruleTarget]").fill("ops@example.com")
+    shot(page, f"promote-alert-filled-{theme}.png")
+    page.locator(".jp-Dialog button", has_text="Promote").click()
+    page.locator(".jp-Dialog", has_text="Promoted").locator("button", has_text="Ok").click()
+    spec = api_get(base, token, "jobs/alerting")["spec"]
+    assert spec["on_failure"] == [{"email": ["ops@example.com"], "subject": None, "smtp_host": None,
+                                   "smtp_port": None, "sender": None, "starttls": None}] or \
+        [a.get("email") for a in spec["on_failure"]] in (["ops@example.com"], [["ops@example.com"]]), spec
+    assert spec["alerts"][0]["metric"] == "auc" and spec["alerts"][0]["threshold"] == 0.8, spec
+    assert page.console_errors == [], page.console_errors
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"], indirect=True)
+def test_scale_typed_while_updates_arrive(page, lab, theme):
+    "A worker count being typed survives the panel's polls (rows are updated in place), then scales the cluster."
+    base, token, project = lab
+    page.goto(f"{base}/lab?reset&token={token}")
+    page.locator('.jp-SideBar.jp-mod-left li[data-id="mlscale-panel"]').click()
+    panel = page.locator("#mlscale-panel")
+    panel.locator("select.mlscale-profile").select_option("local")
+    panel.locator("button", has_text="Start").click()
+    cluster = panel.locator(".mlscale-cluster").first
+    cluster.wait_for()
+    page.wait_for_function("() => /[1-9]\\d* workers/.test(document.querySelector('#mlscale-panel .mlscale-workers')?.textContent || '')")
+    n = cluster.locator("input.mlscale-n")
+    n.click(); n.fill(""); page.keyboard.type("3")
+    page.wait_for_timeout(9000)  # two polls at 4 s
+    assert n.input_value() == "3"
+    assert page.evaluate("() => document.activeElement?.classList.contains('mlscale-n')"), "the typed input lost focus"
+    assert panel.locator("select.mlscale-profile").input_value() == "local"
+    shot(page, f"panel-scale-typed-{theme}.png")
+    cluster.locator("button", has_text="Scale").click()
+    page.wait_for_function("() => /3 workers/.test(document.querySelector('#mlscale-panel .mlscale-workers')?.textContent || '')",
+                           timeout=90_000)
+    shot(page, f"panel-scaled-{theme}.png")
+    cluster.locator("button", has_text="Stop").click()
+    panel.get_by_text("no clusters running").wait_for()
+    assert page.console_errors == [], page.console_errors
+
+
+def test_failed_run_started_here_is_a_lab_notification(page, lab):
+    "Run now from the panel on a notebook that raises: when the run ends, Lab's notification says it failed."
+    base, token, project = lab
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    nbformat.write(nb, project / "breaks.ipynb")
+    req = urllib.request.Request(f"{base}/mlscale/api/jobs", data=json.dumps({"notebook": "breaks.ipynb"}).encode(),
+                                 method="POST", headers={"Authorization": f"token {token}"})
+    assert urllib.request.urlopen(req).status == 201
+    page.goto(f"{base}/lab?reset&token={token}")
+    page.locator('.jp-SideBar.jp-mod-left li[data-id="mlscale-panel"]').click()
+    job = page.locator('#mlscale-panel .mlscale-job[data-name="breaks"]')
+    job.wait_for()
+    job.locator("button", has_text="Run now").click()
+    page.get_by_text("mlscale: run of 'breaks' failed").first.wait_for(timeout=180_000)
+    shot(page, "notification-run-failed.png")
+    errors = [e for e in page.console_errors if "boom" not in e]
+    assert errors == [], errors
 
 
 def test_extension_listed_enabled():
@@ -132,4 +255,4 @@ def test_frontend_unit_tests_and_lint(script):
     r = subprocess.run([str(BIN / "jlpm"), script], cwd=ext, capture_output=True, text=True, timeout=180,
                        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    if script == "test": assert "# fail 0" in r.stdout and "# pass 5" in r.stdout, r.stdout[-2000:]
+    if script == "test": assert "# fail 0" in r.stdout and "# pass 8" in r.stdout, r.stdout[-2000:]

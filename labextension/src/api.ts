@@ -15,7 +15,9 @@ export class ApiError extends Error {
 export async function api<T = any>(path: string, init: RequestInit = {}): Promise<T> {
   const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, 'mlscale/api', path);
-  const resp = await ServerConnection.makeRequest(url, init, settings);
+  // 'no-cache' revalidates like Lab's default 'no-store' but without its `?<timestamp>` cache buster, which the
+  // API refuses as an unknown query argument
+  const resp = await ServerConnection.makeRequest(url, { cache: 'no-cache', ...init }, settings);
   const text = await resp.text();
   const data = text ? JSON.parse(text) : null;
   if (!resp.ok) throw new ApiError(resp.status, (data && data.error) || resp.statusText);

@@ -1,5 +1,11 @@
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { Dialog, ICommandPalette, showDialog, ToolbarButton } from '@jupyterlab/apputils';
+import {
+  Dialog,
+  ICommandPalette,
+  Notification,
+  showDialog,
+  ToolbarButton
+} from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 import { api, post } from './api';
@@ -8,12 +14,24 @@ import {
   formatBytes,
   formatWhen,
   paramFields,
+  adaptBody,
   promoteBody,
+  promoteModelBody,
+  scaleBody,
   sparkline,
   statusBadge,
+  DRIFT_STATS,
   FormField,
-  PromoteForm
+  OPS,
+  PromoteForm,
+  RuleForm
 } from './logic';
+
+/** Throw the builder's error (shown by `button`) or return its body. */
+function built<T>(r: { body?: T; error?: string }): T {
+  if (r.error || r.body === undefined) throw new Error(r.error || 'invalid input');
+  return r.body;
+}
 
 const PROMOTE = 'mlscale:promote-to-job';
 const POLL_MS = 4000;
@@ -58,9 +76,12 @@ class MlscalePanel extends Widget {
   private jobs = el('div', { class: 'mlscale-section-body', 'data-section': 'jobs' });
   private models = el('div', { class: 'mlscale-section-body', 'data-section': 'models' });
   private status = el('div', { class: 'mlscale-status' });
+  private clusterHead: HTMLElement | null = null;
+  private clusterRows = new Map<string, HTMLElement>();
+  private watched = new Map<string, string>(); // run id -> job, for runs started here
+  private noClusters = el('i', {}, 'no clusters running');
   private timer: number | undefined;
   private metric = '';
-  private profile = '';
 
   constructor(
     private app: JupyterFrontEnd,
@@ -106,64 +127,96 @@ class MlscalePanel extends Widget {
       api<any[]>('clusters/profiles'),
       api<any[]>('clusters')
     ]);
-    const select = el('select', { class: 'mlscale-profile' });
-    // "auto" first: local-gpu when GPUs are visible, else local (the server says which and why)
-    select.append(el('option', { value: 'auto' }, 'auto (GPU if present)'));
-    for (const p of profiles) select.append(el('option', { value: p.name }, p.name));
-    // polling re-renders the section: keep the profile the user picked
-    if (this.profile) select.value = this.profile;
-    select.onchange = () => {
-      this.profile = select.value;
-    };
-    const start = button('Start', async () => {
-      await post('clusters', { profile: select.value });
-      await this.renderClusters();
-    });
-    const rows = recs.map(r => {
-      const n = el('input', {
-        type: 'number',
-        min: '0',
-        value: String(r.workers ?? 1),
-        class: 'mlscale-n'
+    if (!this.clusterHead) {
+      const select = el('select', { class: 'mlscale-profile' });
+      const start = button('Start', async () => {
+        await post('clusters', { profile: select.value });
+        await this.renderClusters();
       });
-      const row = el(
-        'div',
-        { class: 'mlscale-row mlscale-cluster', 'data-name': r.name },
-        el('b', {}, r.name),
-        ` [${r.profile}] `,
-        el('span', { class: 'mlscale-workers' }, `${r.workers ?? '?'} workers`),
-        `, ${r.threads ?? '?'} threads, ${formatBytes(r.memory)}`,
-        el('br'),
-        n,
-        button('Scale', () =>
-          post(`clusters/${encodeURIComponent(r.name)}/scale`, { n: Number(n.value) })
-        ),
-        button('Adapt', () =>
-          post(`clusters/${encodeURIComponent(r.name)}/adapt`, {
-            minimum: 0,
-            maximum: Number(n.value)
-          })
-        ),
-        button('Insert client code', () =>
-          this.insertCode(clientCode(r.name, r.scheduler_address))
-        ),
-        button(
-          'Stop',
-          async () => {
-            await api(`clusters/${encodeURIComponent(r.name)}`, { method: 'DELETE' });
-            await this.renderClusters();
-          },
-          'mlscale-danger'
-        )
+      this.clusterHead = el('div', { class: 'mlscale-row' }, select, start);
+    }
+    const select = this.clusterHead.querySelector('select')!;
+    // "auto" first: local-gpu when GPUs are visible, else local (the server says which and why)
+    const names = ['auto', ...profiles.map(p => p.name)];
+    if (
+      Array.from(select.options)
+        .map(o => o.value)
+        .join() !== names.join()
+    ) {
+      const picked = select.value;
+      select.replaceChildren(
+        ...names.map(n => el('option', { value: n }, n === 'auto' ? 'auto (GPU if present)' : n))
       );
-      if (r.dashboard_link)
-        row.append(el('a', { href: r.dashboard_link, target: '_blank' }, 'dashboard'));
-      return row;
+      if (names.includes(picked)) select.value = picked;
+    }
+    // rows are updated in place: a worker count being typed (and its focus) survives each poll
+    const seen = new Set<string>();
+    for (const r of recs) {
+      seen.add(r.name);
+      const row = this.clusterRows.get(r.name) || this.clusterRow(r);
+      this.clusterRows.set(r.name, row);
+      row.querySelector('.mlscale-workers')!.textContent = `${r.workers ?? '?'} workers`;
+      row.querySelector('.mlscale-cluster-info')!.textContent =
+        `, ${r.threads ?? '?'} threads, ${formatBytes(r.memory)}`;
+    }
+    for (const name of [...this.clusterRows.keys()])
+      if (!seen.has(name)) this.clusterRows.delete(name);
+    const want: Node[] = [this.clusterHead, ...this.clusterRows.values()];
+    if (!this.clusterRows.size) want.push(this.noClusters);
+    const have = Array.from(this.clusters.childNodes);
+    if (have.length !== want.length || have.some((n, i) => n !== want[i])) {
+      this.clusters.replaceChildren(...want);
+    }
+  }
+
+  private clusterRow(r: any): HTMLElement {
+    const n = el('input', {
+      type: 'number',
+      min: '0',
+      value: String(r.workers ?? 1),
+      class: 'mlscale-n'
     });
-    this.clusters.replaceChildren(
-      el('div', { class: 'mlscale-row' }, select, start),
-      ...(rows.length ? rows : [el('i', {}, 'no clusters running')])
+    const row = el(
+      'div',
+      { class: 'mlscale-row mlscale-cluster', 'data-name': r.name },
+      el('b', {}, r.name),
+      ` [${r.profile}] `,
+      el('span', { class: 'mlscale-workers' }),
+      el('span', { class: 'mlscale-cluster-info' }),
+      el('br'),
+      n,
+      button('Scale', () =>
+        post(`clusters/${encodeURIComponent(r.name)}/scale`, built(scaleBody(n.value)))
+      ),
+      button('Adapt', () =>
+        post(`clusters/${encodeURIComponent(r.name)}/adapt`, built(adaptBody('0', n.value)))
+      ),
+      button('Insert client code', () => this.insertCode(clientCode(r.name, r.scheduler_address))),
+      button(
+        'Stop',
+        async () => {
+          await api(`clusters/${encodeURIComponent(r.name)}`, { method: 'DELETE' });
+          await this.renderClusters();
+        },
+        'mlscale-danger'
+      )
     );
+    if (r.dashboard_link)
+      row.append(el('a', { href: r.dashboard_link, target: '_blank' }, 'dashboard'));
+    return row;
+  }
+
+  /** A Lab notification when a run started from this Lab ends (success or failure). */
+  private notifyEnded(jobs: any[]): void {
+    for (const j of jobs) {
+      const last = j.last_run;
+      if (!last || !this.watched.has(String(last.id))) continue;
+      if (['queued', 'running'].includes(last.status)) continue;
+      this.watched.delete(String(last.id));
+      const msg = `mlscale: run of '${j.name}' ${statusBadge(last.status).label}`;
+      if (last.status === 'succeeded') Notification.success(msg, { autoClose: 8000 });
+      else Notification.error(`${msg}${last.error ? `: ${last.error}` : ''}`, { autoClose: false });
+    }
   }
 
   private insertCode(code: string): void {
@@ -177,6 +230,7 @@ class MlscalePanel extends Widget {
 
   private async renderJobs(): Promise<void> {
     const jobs = await api<any[]>('jobs');
+    this.notifyEnded(jobs);
     const rows = jobs.map(j => {
       const last = j.last_run;
       const badge = statusBadge(j.paused ? 'paused' : last?.status);
@@ -192,7 +246,10 @@ class MlscalePanel extends Widget {
           { class: 'mlscale-meta' },
           `next: ${j.paused ? 'paused' : formatWhen(j.next_run_at)}`
         ),
-        button('Run now', () => post(`jobs/${encodeURIComponent(j.name)}/run`, {})),
+        button('Run now', async () => {
+          const run = await post(`jobs/${encodeURIComponent(j.name)}/run`, {});
+          if (run?.id) this.watched.set(String(run.id), j.name);
+        }),
         button(j.paused ? 'Resume' : 'Pause', () =>
           post(`jobs/${encodeURIComponent(j.name)}/${j.paused ? 'resume' : 'pause'}`)
         ),
@@ -267,6 +324,12 @@ class MlscalePanel extends Widget {
         .map(([a, v]) => `${a}→v${v}`)
         .join(', ');
       const alias = el('input', { value: 'champion', class: 'mlscale-alias', size: '8' });
+      const metric = el('input', {
+        value: Object.keys(versions[0]?.metrics || {})[0] || '',
+        placeholder: 'metric',
+        class: 'mlscale-metric-name',
+        size: '8'
+      });
       const ver = el('select', {});
       for (const v of versions)
         ver.append(el('option', { value: String(v.version) }, `v${v.version}`));
@@ -279,11 +342,12 @@ class MlscalePanel extends Widget {
         el('br'),
         ver,
         alias,
+        metric,
         button('Promote', async () => {
-          const d = await post(`mlflow/models/${encodeURIComponent(m.name)}/promote`, {
-            version: Number(ver.value),
-            alias: alias.value
-          });
+          const d = await post(
+            `mlflow/models/${encodeURIComponent(m.name)}/promote`,
+            built(promoteModelBody(ver.value, alias.value, metric.value))
+          );
           void showDialog({
             title: 'Promotion',
             body: JSON.stringify(d),
@@ -307,7 +371,8 @@ class PromoteBody extends Widget {
     public notebook: string,
     public fields: FormField[],
     profiles: string[],
-    prev?: PromoteForm
+    prev?: PromoteForm,
+    prevRaw: Record<string, string> = {}
   ) {
     super();
     this.addClass('mlscale-promote');
@@ -348,6 +413,44 @@ class PromoteBody extends Widget {
       'Alert e-mail on failure',
       el('input', { placeholder: 'you@example.com' })
     );
+    this.inputs.alertWebhook = add(
+      'alertWebhook',
+      'Alert webhook on failure',
+      el('input', { placeholder: 'https://hooks.example.com/… or ${HOOK_URL}' })
+    );
+    this.node.append(el('h4', {}, 'Alert rule'));
+    const sel = (opts: string[]) => {
+      const x = el('select', {});
+      for (const o of opts) x.append(el('option', { value: o }, o || '(none)'));
+      return x;
+    };
+    this.inputs.ruleKind = add('ruleKind', 'Rule', sel(['', 'metric', 'drift']));
+    this.inputs.ruleMetric = add('ruleMetric', 'Metric', el('input', { placeholder: 'auc' }));
+    this.inputs.ruleOp = add('ruleOp', 'Breach when', sel(OPS));
+    this.inputs.ruleThreshold = add(
+      'ruleThreshold',
+      'Threshold',
+      el('input', { placeholder: '0.8' })
+    );
+    this.inputs.ruleColumn = add(
+      'ruleColumn',
+      'Drift column',
+      el('input', { placeholder: 'amount' })
+    );
+    this.inputs.ruleStat = add('ruleStat', 'Drift statistic', sel(DRIFT_STATS));
+    this.inputs.ruleCondition = add(
+      'ruleCondition',
+      'Drift condition',
+      el('input', { placeholder: '> 0.2' })
+    );
+    this.inputs.ruleAction = add('ruleAction', 'Then', sel(['email', 'webhook', 'retrain']));
+    this.inputs.ruleTarget = add(
+      'ruleTarget',
+      'To (address, URL or job)',
+      el('input', { placeholder: 'you@example.com' })
+    );
+    this.errors.rule0 = el('div', { class: 'mlscale-error', 'data-error': 'rule0' });
+    this.node.append(this.errors.rule0);
     this.node.append(el('h4', {}, 'Parameters'));
     for (const f of fields) {
       this.params[f.name] = add(
@@ -357,11 +460,17 @@ class PromoteBody extends Widget {
       ) as HTMLInputElement;
     }
     if (!fields.length) this.node.append(el('i', {}, 'no parameters cell'));
-    this.node.append(this.general);
+    this.node.prepend(this.general);
     if (prev) {
-      for (const [k, i] of Object.entries(this.inputs)) i.value = (prev as any)[k] ?? i.value;
+      for (const [k, i] of Object.entries(this.inputs))
+        i.value = prevRaw[k] ?? (prev as any)[k] ?? i.value;
       for (const [k, i] of Object.entries(this.params)) i.value = prev.params[k] ?? i.value;
     }
+  }
+
+  /** What is typed in every input, by name (to show the dialog again as it was). */
+  raw(): Record<string, string> {
+    return Object.fromEntries(Object.entries(this.inputs).map(([k, i]) => [k, i.value]));
   }
 
   form(): PromoteForm {
@@ -377,13 +486,37 @@ class PromoteBody extends Widget {
       retries: v('retries'),
       timeout: v('timeout'),
       alertEmail: v('alertEmail'),
+      alertWebhook: v('alertWebhook'),
+      rules: this.rules(v),
       params
     };
   }
 
+  private rules(v: (k: string) => string): RuleForm[] {
+    const kind = v('ruleKind');
+    if (kind !== 'metric' && kind !== 'drift') return [];
+    const action = v('ruleAction') as 'email' | 'webhook' | 'retrain';
+    return [
+      {
+        kind,
+        metric: v('ruleMetric'),
+        op: v('ruleOp'),
+        threshold: v('ruleThreshold'),
+        column: v('ruleColumn'),
+        stat: v('ruleStat'),
+        condition: v('ruleCondition'),
+        actions: v('ruleTarget').trim() ? [{ kind: action, target: v('ruleTarget') }] : []
+      }
+    ];
+  }
+
   showErrors(errors: Record<string, string>, general = ''): void {
     for (const [k, e] of Object.entries(this.errors)) e.textContent = errors[k] || '';
-    this.general.textContent = general;
+    const n = Object.keys(errors).length;
+    // a summary at the top, so an error below the fold is not missed
+    this.general.textContent =
+      general || (n ? `${n} field(s) need a fix: ${Object.values(errors).join('; ')}` : '');
+    if (general || n) this.general.scrollIntoView?.({ block: 'nearest' });
   }
 }
 
@@ -412,7 +545,7 @@ async function promoteDialog(
     });
     if (!res.button.accept) return;
     const form = body.form();
-    body = new PromoteBody(path, fields, profiles, form);
+    body = new PromoteBody(path, fields, profiles, form, body.raw());
     const { body: req, errors } = promoteBody(form, fields);
     if (!req) {
       body.showErrors(errors);

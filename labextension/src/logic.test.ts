@@ -4,6 +4,12 @@ import {
   paramFields,
   coerce,
   promoteBody,
+  actionBody,
+  ruleBody,
+  scaleBody,
+  adaptBody,
+  runBody,
+  promoteModelBody,
   statusBadge,
   formatBytes,
   formatWhen,
@@ -69,7 +75,7 @@ test('promote body sends only changed parameters and the job fields', () => {
     parameters: { rows: 20 },
     retries: 2,
     timeout: 600,
-    on_failure: [{ action: 'email', to: 'a@b.c' }]
+    on_failure: [{ email: 'a@b.c' }]
   });
 });
 
@@ -108,4 +114,71 @@ test('status badges and formatting', () => {
   assert.equal(sparkline([1, 3], 10, 10), '0.0,10.0 10.0,0.0');
   assert.equal(sparkline([]), '');
   assert.match(clientCode('c1', 'tcp://127.0.0.1:1'), /Client\("tcp:\/\/127.0.0.1:1"\)/);
+});
+
+const rule = (over: Record<string, any> = {}) => ({
+  kind: 'metric' as const,
+  metric: 'auc',
+  op: '<',
+  threshold: '0.8',
+  column: '',
+  stat: 'psi',
+  condition: '',
+  actions: [],
+  ...over
+});
+
+test('alert actions use the server shape: {email}, {webhook}, {retrain}', () => {
+  assert.deepEqual(actionBody({ kind: 'email', target: ' a@b.c ' }).body, { email: 'a@b.c' });
+  assert.deepEqual(actionBody({ kind: 'webhook', target: 'https://h/x' }).body, {
+    webhook: 'https://h/x'
+  });
+  assert.deepEqual(actionBody({ kind: 'webhook', target: '${HOOK}' }).body, { webhook: '${HOOK}' });
+  assert.deepEqual(actionBody({ kind: 'retrain', target: 'train' }).body, { retrain: 'train' });
+  assert.match(actionBody({ kind: 'email', target: 'nope' }).error!, /not an address/);
+  assert.match(actionBody({ kind: 'webhook', target: 'ftp://x' }).error!, /http\(s\) URL/);
+  assert.match(actionBody({ kind: 'retrain', target: 'a b' }).error!, /job name/);
+});
+
+test('alert rules: a metric threshold or a drift condition, with their actions', () => {
+  assert.deepEqual(ruleBody(rule({ actions: [{ kind: 'email', target: 'a@b.c' }] })).body, {
+    metric: 'auc',
+    op: '<',
+    threshold: 0.8,
+    actions: [{ email: 'a@b.c' }]
+  });
+  assert.deepEqual(
+    ruleBody(rule({ kind: 'drift', column: 'amount', stat: 'psi', condition: '> 0.2' })).body,
+    { drift: { column: 'amount', psi: '> 0.2' }, actions: [] }
+  );
+  assert.match(ruleBody(rule({ op: '=' })).error!, /operator/);
+  assert.match(ruleBody(rule({ threshold: 'x' })).error!, /threshold/);
+  assert.match(
+    ruleBody(rule({ kind: 'drift', column: 'a', condition: 'big' })).error!,
+    /condition/
+  );
+  const r = promoteBody(form({ rules: [rule({ op: '=' })], alertWebhook: 'nope' }), fields);
+  assert.equal(r.body, undefined);
+  assert.deepEqual(Object.keys(r.errors).sort(), ['alertWebhook', 'rule0']);
+  const ok = promoteBody(form({ rules: [rule()], alertWebhook: 'http://h/' }), fields);
+  assert.deepEqual(ok.body!.alerts, [{ metric: 'auc', op: '<', threshold: 0.8, actions: [] }]);
+  assert.deepEqual(ok.body!.on_failure, [{ webhook: 'http://h/' }]);
+});
+
+test('scale, adapt, run-with-overrides and model promotion bodies', () => {
+  assert.deepEqual(scaleBody(' 3 ').body, { n: 3 });
+  assert.match(scaleBody('-1').error!, /whole number/);
+  assert.deepEqual(adaptBody('1', '4').body, { minimum: 1, maximum: 4 });
+  assert.match(adaptBody('5', '4').error!, /minimum <= maximum/);
+  assert.deepEqual(runBody(fields, { rows: '7', label: 'x' }).body, { parameters: { rows: 7 } });
+  assert.deepEqual(Object.keys(runBody(fields, { lr: 'fast' }).errors), ['lr']);
+  assert.deepEqual(promoteModelBody('2', 'champion', 'auc').body, {
+    version: 2,
+    alias: 'champion',
+    greater_is_better: true,
+    metric: 'auc'
+  });
+  assert.match(promoteModelBody('2', 'champion', '').error!, /needs a metric/);
+  assert.match(promoteModelBody('x', 'champion', 'auc').error!, /version/);
+  assert.match(promoteModelBody('1', '1bad', 'auc').error!, /alias/);
 });
