@@ -17,6 +17,7 @@ def _summary(out: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two demos, each bounded by its own subprocess timeout
 def test_demo_whole_loop_then_again(project):
     env = {"MLSCALE_HOME": str(project)}
     r = mlscale("demo", "--rows", "20000", "--workers", "2", "--rounds", "40", env=env, timeout=900)
