@@ -1,0 +1,127 @@
+"""The same environment everywhere: version checks on attach against real `dask worker` processes, run records, locks."""
+import os, subprocess, sys, warnings
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, free_port, wait_for
+from mlscale_sdk import clusters as C
+from mlscale_sdk.config import settings
+from mlscale_sdk.environment import PACKAGES, environment, mismatch_message, mismatches
+
+FAKE = "0.0.1.fake"
+SITECUSTOMIZE = f"""
+import importlib.metadata as m
+_real = m.version
+def version(name):
+    return {FAKE!r} if name.lower() == "mlflow" else _real(name)
+m.version = version
+"""
+
+
+def _worker(addr, name, env=None):
+    return subprocess.Popen([str(BIN / "dask"), "worker", addr, "--nthreads", "1", "--name", name, "--no-dashboard"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+@pytest.fixture
+def scheduler(tmp_path):
+    "A real `dask scheduler` with one worker like the client; `add(fake=True)` adds a worker with another mlflow."
+    port = free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    wait_for(lambda: C.scheduler_alive(addr), what="dask scheduler")
+    procs.append(_worker(addr, "same"))
+    site = tmp_path / "fake-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+
+    def add_fake():
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+        procs.append(_worker(addr, "other", env))
+
+    yield addr, add_fake
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def _n_workers(addr, n):
+    from distributed import Client
+    with Client(addr, timeout=10) as cl:
+        cl.wait_for_workers(n, timeout=60)
+
+
+def test_environment_reads_metadata_without_importing():
+    code = "import sys; from mlscale_sdk.environment import environment; e = environment(); " \
+           "print(sorted(e) == sorted(%r), 'torch' in sys.modules, 'mlflow' in sys.modules)" % (PACKAGES,)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False", "False"]
+
+
+def test_matching_environment_says_nothing(project, scheduler, monkeypatch):
+    addr, _ = scheduler
+    _n_workers(addr, 1)
+    monkeypatch.setenv("MLSCALE_VERSION_CHECK", "error")
+    settings.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with C.start_cluster("remote", name="same", address=addr) as c:
+            assert len(c.workers()) == 1
+
+
+def test_a_worker_with_another_version_is_named_in_one_warning(project, scheduler):
+    addr, add_fake = scheduler
+    add_fake()
+    _n_workers(addr, 2)
+    with pytest.warns(UserWarning) as rec:
+        with C.start_cluster("remote", name="mixed", address=addr) as c:
+            other = next(a for a, w in c.workers().items() if w["name"] == "other")
+            same = next(a for a, w in c.workers().items() if w["name"] == "same")
+    msgs = [str(w.message) for w in rec if "package versions differ" in str(w.message)]
+    assert len(msgs) == 1, msgs
+    mine = environment()["mlflow"]
+    assert f"mlflow: {mine} on client, scheduler, worker {same}; {FAKE} on worker {other}" in msgs[0], msgs[0]
+    assert "numpy" not in msgs[0] and "dask:" not in msgs[0]
+
+
+def test_error_mode_refuses_to_attach_and_off_is_silent(project, scheduler, monkeypatch):
+    addr, add_fake = scheduler
+    add_fake()
+    _n_workers(addr, 2)
+    monkeypatch.setenv("MLSCALE_VERSION_CHECK", "error")
+    settings.cache_clear()
+    with pytest.raises(C.VersionMismatchError, match=rf"mlflow: .* {FAKE} on worker tcp://127\.0\.0\.1:\d+") as e:
+        C.start_cluster("remote", name="strict", address=addr)
+    assert isinstance(e.value, C.ClusterError)
+    assert C.list_clusters() == [], "a refused attach leaves no registry entry"
+    assert C.scheduler_alive(addr), "refusing must not stop somebody else's scheduler"
+    monkeypatch.setenv("MLSCALE_VERSION_CHECK", "off")
+    settings.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with C.start_cluster("remote", name="lax", address=addr):
+            pass
+
+
+def test_bad_version_check_setting_is_a_clear_error(project, monkeypatch):
+    from mlscale_sdk.config import load_settings
+    monkeypatch.setenv("MLSCALE_VERSION_CHECK", "loud")
+    with pytest.raises(ValueError, match="version_check: expected one of warn, error, off, got 'loud'"):
+        load_settings()
+
+
+def test_mismatches_reads_dask_get_versions_shape():
+    from distributed import Client, LocalCluster
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as lc, Client(lc) as cl:
+        v = cl.get_versions(check=False, packages=["mlflow", "xgboost"])
+    assert mismatches(v) == {}
+    w = next(iter(v["workers"]))
+    v["workers"][w]["packages"]["xgboost"] = "0.1"
+    msg = mismatch_message(mismatches(v))
+    assert f"xgboost: {environment()['xgboost']} on client, scheduler; 0.1 on worker {w}" in msg
