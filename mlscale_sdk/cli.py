@@ -445,7 +445,7 @@ def jobs_history(name, limit, as_json):
     if not rs:
         click.echo(f"{name} has no runs yet")
     for r in rs:
-        click.echo(run_line(r))
+        click.echo(run_line(r) + (f"  ({r.environment_note})" if r.environment_note else ""))
     if skipped := J.skipped_slots(name):
         click.echo(f"{len(skipped)} slot(s) skipped by the catch-up policy, latest {skipped[-1].isoformat()}")
 

@@ -125,3 +125,40 @@ def test_mismatches_reads_dask_get_versions_shape():
     v["workers"][w]["packages"]["xgboost"] = "0.1"
     msg = mismatch_message(mismatches(v))
     assert f"xgboost: {environment()['xgboost']} on client, scheduler; 0.1 on worker {w}" in msg
+
+
+# ---------------------------------------------------------------- job runs record their environment
+
+def test_a_run_records_its_environment_and_history_names_a_different_promote(project, tmp_path):
+    import json
+    from conftest import mlscale
+    from test_jobs import ENV_BODY, make_nb
+    from mlscale_sdk import jobs as J, tracking
+
+    nb = make_nb(project / "envjob.ipynb", body=ENV_BODY)
+    site = tmp_path / "fake-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    # promoted from an environment with another mlflow (a real process whose metadata says so)
+    mlscale("jobs", "promote", str(nb), "--name", "envjob",
+            env={"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])})
+    job = J.get_job("envjob")
+    promoted = json.loads((project / ".mlscale" / "jobs" / "envjob" / f"{job.version}.environment.json").read_text())
+    assert promoted["mlflow"] == FAKE and promoted["dask"] == environment()["dask"]
+
+    r = J.run_now("envjob", wait=True, timeout=180)
+    assert r.status == "succeeded", r.error
+    ran = json.loads((project / ".mlscale" / "runs" / r.id / "environment.json").read_text())
+    assert ran == environment()
+    arts = [a.path for a in tracking.client().list_artifacts(r.mlflow_run_id)]
+    assert "environment.json" in arts, arts
+    [h] = J.history("envjob")
+    assert h.environment == ran
+    assert h.environment_note == f"environment differs from promoted: mlflow {FAKE} -> {ran['mlflow']}"
+    out = mlscale("jobs", "history", "envjob").stdout
+    assert f"mlflow {FAKE} -> {ran['mlflow']}" in out, out
+
+    J.promote(make_nb(project / "envjob2.ipynb", body="print(rows)"), name="envjob2")
+    r2 = J.run_now("envjob2", wait=True, timeout=180)
+    assert r2.status == "succeeded" and r2.environment == environment() and r2.environment_note == ""
+    assert "differs" not in mlscale("jobs", "history", "envjob2").stdout
