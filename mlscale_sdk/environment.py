@@ -114,16 +114,21 @@ def _editable(dist) -> bool:
 
 
 def lock_lines(
-    exclude: tuple = ("mlscale-sdk", "mlscale_sdk"),  # distributions left out (mlscale, installed from the project)
+    local: list | None = None,  # if given, receives `name==version` of each local (editable) install left out
 ) -> list[str]:
-    "Sorted `name==version` of the installed distributions, without `exclude` and local (editable) installs."
+    "Sorted `name==version` of the installed distributions, without local (editable) installs such as mlscale's."
     import re
 
-    out, skip = {}, {re.sub(r"[-_.]+", "-", e).lower() for e in exclude}
+    out, seen = {}, set()
     for d in metadata.distributions():
         name = d.metadata["Name"]
         key = re.sub(r"[-_.]+", "-", name or "").lower()
-        if not name or key in skip or key in out or _editable(d):
+        if not name or key in seen:
+            continue
+        seen.add(key)
+        if _editable(d):
+            if local is not None:
+                local.append(f"{name}=={d.version}")
             continue
         out[key] = f"{name}=={d.version}"
     return [out[k] for k in sorted(out)]
@@ -131,10 +136,11 @@ def lock_lines(
 # %% ../nbs/01d_environment.ipynb #c75df915
 def requirements_lock() -> str:
     "The text of `requirements.lock`: the exact versions of this environment, mlscale installed from the project."
-    env = environment()
+    env, local = environment(), []
+    lines = lock_lines(local)
     head = [
         f"# requirements.lock: the environment of this project (Python {env['python']}), written by mlscale",
-        "# install: pip install --no-deps -r requirements.lock && pip install --no-deps .",
-        "# (mlscale itself is installed from the project directory, not from this lock)",
+        "# install: pip install --no-deps -r requirements.lock",
     ]
-    return "\n".join(head + lock_lines()) + "\n"
+    head += [f"# not locked, a local checkout (pip install --no-deps <its directory>): {x}" for x in local]
+    return "\n".join(head + lines) + "\n"

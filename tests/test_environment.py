@@ -162,3 +162,61 @@ def test_a_run_records_its_environment_and_history_names_a_different_promote(pro
     r2 = J.run_now("envjob2", wait=True, timeout=180)
     assert r2.status == "succeeded" and r2.environment == environment() and r2.environment_note == ""
     assert "differs" not in mlscale("jobs", "history", "envjob2").stdout
+
+
+# ---------------------------------------------------------------- export captures the environment
+
+def _lock_names(text):
+    return {ln.split("==")[0].lower() for ln in text.splitlines() if ln and not ln.startswith(("#", "-"))}
+
+
+def test_k8s_export_writes_lock_and_dockerfile_and_names_the_image(project, tmp_path):
+    import yaml
+    from conftest import mlscale
+    from test_export import _promote_nightly
+    from mlscale_sdk import jobs as J
+    from mlscale_sdk.jobs.exporters import default_image, lock_digest
+
+    _promote_nightly(project)
+    out = tmp_path / "deploy" / "job.yaml"
+    out.parent.mkdir()
+    r = mlscale("jobs", "export", "Nightly_Retrain", "--to", "k8s", "-o", str(out), env={"MLSCALE_HOME": str(project)})
+    lock = (out.parent / "requirements.lock").read_text()
+    docker = (out.parent / "Dockerfile").read_text()
+    assert "requirements.lock" in r.stdout and "Dockerfile" in r.stdout
+    from importlib import metadata
+    for p in ("dask", "distributed", "numpy", "pandas", "cloudpickle"):
+        assert f"{metadata.version(p)}" in lock and p in _lock_names(lock), p
+    assert "mlscale-sdk" not in _lock_names(lock) and "# not locked, a local checkout" in lock
+    assert f"FROM python:{environment()['python']}-slim" in docker and "-r /tmp/requirements.lock" in docker
+    doc = yaml.safe_load(out.read_text())
+    image = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == default_image(lock) == f"{project.name.lower().replace('_', '-')}:env-{lock_digest(lock)}"
+    assert J.validate_cronjob(doc) == []
+    mlscale("jobs", "export", "Nightly_Retrain", "--to", "k8s", "--image", "reg.example/team/x:1", "-o", str(out),
+            env={"MLSCALE_HOME": str(project)})
+    assert "image: reg.example/team/x:1" in out.read_text()
+
+
+def test_airflow_export_pins_the_same_lock(project, tmp_path):
+    from conftest import mlscale
+    from test_export import _promote_nightly
+
+    _promote_nightly(project)
+    out = tmp_path / "dags" / "nightly.py"
+    out.parent.mkdir()
+    mlscale("jobs", "export", "Nightly_Retrain", "--to", "airflow", "-o", str(out), env={"MLSCALE_HOME": str(project)})
+    assert "requirements.lock" in out.read_text() and "PythonVirtualenvOperator" in out.read_text()
+    assert (out.parent / "requirements.lock").exists() and not (out.parent / "Dockerfile").exists()
+    compile(out.read_text(), str(out), "exec")
+
+
+@pytest.mark.slow
+def test_the_lock_installs_from_the_registry(tmp_path):
+    "The whole lock resolves against the configured package index (pip's dry run, no dependencies)."
+    from mlscale_sdk.environment import requirements_lock
+    (lock := tmp_path / "requirements.lock").write_text(requirements_lock())
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed",
+                        "-r", str(lock)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Would install" in r.stdout
