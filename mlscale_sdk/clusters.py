@@ -799,7 +799,7 @@ def _check_versions(
     mode = settings().version_check
     if mode == "off":
         return
-    from .environment import version_report
+    from mlscale_sdk.environment import version_report
 
     if not (msg := version_report(client)):
         return
