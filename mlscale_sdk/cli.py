@@ -445,7 +445,7 @@ def jobs_history(name, limit, as_json):
     if not rs:
         click.echo(f"{name} has no runs yet")
     for r in rs:
-        click.echo(run_line(r))
+        click.echo(run_line(r) + (f"  ({r.environment_note})" if r.environment_note else ""))
     if skipped := J.skipped_slots(name):
         click.echo(f"{len(skipped)} slot(s) skipped by the catch-up policy, latest {skipped[-1].isoformat()}")
 
@@ -479,7 +479,9 @@ def jobs_cancel(run_id):
     help="Kubernetes CronJob manifest or Airflow DAG file.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
-@click.option("--image", help="k8s: container image holding the project and mlscale-sdk.")
+@click.option(
+    "--image", help="k8s: container image holding the project and mlscale-sdk (default: <project>:env-<lock digest>)."
+)
 def jobs_export(name, target, output, image):
     "Export job NAME for Kubernetes or Airflow (validated before it is printed)."
     from mlscale_sdk import jobs as J
@@ -488,8 +490,11 @@ def jobs_export(name, target, output, image):
     if not output:
         click.echo(text, nl=False)
         return
+    from mlscale_sdk.jobs.exporters import write_environment
+
     Path(output).write_text(text)
-    click.echo(f"wrote {output}")
+    env = write_environment(Path(output).parent, docker=target == "k8s")
+    click.echo(f"wrote {output}, " + ", ".join(str(p) for p in env))
 
 # %% ../nbs/11_cli.ipynb #2ddaa0f9
 @main.group(cls=MlscaleGroup)

@@ -33,12 +33,13 @@ log = get_logger("clusters")
 
 # %% auto #0
 __all__ = ['log', 'CLUSTER_CLASSES', 'CODE_OPTIONS', 'LISTEN_OPTIONS', 'ClusterError', 'ClusterNotFoundError',
-           'ClusterValidationError', 'ClusterConflictError', 'ProfileError', 'profile_dirs', 'Profile', 'parse_profile',
-           'check_name', 'check_profile_name', 'allowed_cluster_classes', 'check_cluster_class', 'check_options',
-           'inline_profile', 'check_cluster_spec', 'profile_options', 'list_profiles', 'get_profile', 'GPUInfo',
-           'gpu_info', 'choose_profile', 'keep_workers_light', 'scheduler_alive', 'scheduler_workers', 'RemoteCluster',
-           'ClusterRecord', 'register_cluster', 'unregister_cluster', 'list_clusters', 'get_cluster', 'scale_cluster',
-           'adapt_cluster', 'stop_cluster', 'ClusterHandle', 'start_cluster', 'serve_cluster', 'start_detached']
+           'ClusterValidationError', 'ClusterConflictError', 'VersionMismatchError', 'ProfileError', 'profile_dirs',
+           'Profile', 'parse_profile', 'check_name', 'check_profile_name', 'allowed_cluster_classes',
+           'check_cluster_class', 'check_options', 'inline_profile', 'check_cluster_spec', 'profile_options',
+           'list_profiles', 'get_profile', 'GPUInfo', 'gpu_info', 'choose_profile', 'keep_workers_light',
+           'scheduler_alive', 'scheduler_workers', 'RemoteCluster', 'ClusterRecord', 'register_cluster',
+           'unregister_cluster', 'list_clusters', 'get_cluster', 'scale_cluster', 'adapt_cluster', 'stop_cluster',
+           'ClusterHandle', 'start_cluster', 'serve_cluster', 'start_detached']
 
 # %% ../nbs/01_clusters.ipynb #5a09052b
 class ClusterError(MlscaleError, RuntimeError):
@@ -55,6 +56,10 @@ class ClusterValidationError(ClusterError, ValidationError):
 
 class ClusterConflictError(ClusterError, ConflictError):
     "A cluster of that name is already running."
+
+
+class VersionMismatchError(ClusterError):
+    "The client, scheduler and workers run different versions of packages that matter (`version_check = error`)."
 
 
 class ProfileError(ClusterValidationError):
@@ -800,6 +805,27 @@ def stop_cluster(name: str, timeout: float = 30):
         time.sleep(0.2)
     unregister_cluster(name)
 
+# %% ../nbs/01_clusters.ipynb #b2e0c0df
+def _check_versions(
+    client,  # a just-connected `distributed.Client`
+    name: str,  # the cluster's name, for the message
+):
+    "Compare the client's package versions with the scheduler's and workers'; warn, raise or pass per `version_check`."
+    mode = settings().version_check
+    if mode == "off":
+        return
+    from mlscale_sdk.environment import version_report
+
+    if not (msg := version_report(client)):
+        return
+    if mode == "error":
+        client.close()
+        raise VersionMismatchError(f"cluster {name!r}: {msg}")
+    import warnings
+
+    log.warning(f"cluster {name!r}: {msg}")
+    warnings.warn(f"cluster {name!r}: {msg}", stacklevel=3)
+
 # %% ../nbs/01_clusters.ipynb #f1dd8850
 class ClusterHandle:
     "A running Dask cluster started from a profile."
@@ -837,6 +863,7 @@ class ClusterHandle:
                 from distributed import Client
 
                 self._client = Client(self.cluster, set_as_default=self.set_as_default)
+            _check_versions(self._client, self.name)
         return self._client
 
     def workers(self) -> dict:
@@ -1065,7 +1092,11 @@ def start_cluster(
         _LIVE[name] = handle
     _install_handlers(handle)
     if set_as_default:
-        _ = handle.client  # connect now, so `.compute()` anywhere runs on this cluster
+        try:
+            _ = handle.client  # connect now, so `.compute()` anywhere runs on this cluster
+        except VersionMismatchError:
+            handle.close()
+            raise
     log.info(
         f"started cluster {name!r} from profile {prof.name!r} ({reason}) in {time.perf_counter() - t0:.1f}s; "
         f"dashboard: {handle.dashboard_link}"

@@ -59,6 +59,7 @@ class Settings:
     smtp_from: str = ""  # sender of alert emails (default: mlscale@<hostname>)
     smtp_starttls: bool | None = None  # STARTTLS; None: on when credentials are set (false: a local relay, tests)
     allow_private_webhooks: bool = False  # webhooks may post to loopback, private and link-local addresses
+    version_check: str = "warn"  # on attach, differing package versions (client/scheduler/workers): warn, error, off
 
     @property
     def runs_dir(self) -> Path:
@@ -106,6 +107,18 @@ def _flag(
     raise ValueError(f"setting {name}: expected true or false, got {v!r}")
 
 
+def _choice(
+    name: str,  # the setting, for the message
+    v,  # its value
+    allowed: tuple,  # the values it may take
+) -> str:
+    "A setting that takes one of a few words (case-insensitive)."
+    s = str(v).strip().lower()
+    if s not in allowed:
+        raise ValueError(f"setting {name}: expected one of {', '.join(allowed)}, got {v!r}")
+    return s
+
+
 def load_settings(
     root: str | Path | None = None,  # project root (default: `project_root()`)
 ) -> Settings:
@@ -150,6 +163,7 @@ def load_settings(
         smtp_from=get("smtp_from", ""),
         smtp_starttls=_flag("smtp_starttls", get("smtp_starttls", None)),
         allow_private_webhooks=bool(_flag("allow_private_webhooks", get("allow_private_webhooks", False))),
+        version_check=_choice("version_check", get("version_check", "warn"), ("warn", "error", "off")),
     )
 
 # %% ../nbs/00_config.ipynb #3c987200

@@ -30,8 +30,8 @@ from mlscale_sdk.jobs.spec import (
 log = get_logger("jobs")
 
 # %% auto #0
-__all__ = ['log', 'validate_spec', 'version_of', 'declared_parameters', 'snapshot', 'promote', 'list_jobs', 'get_job', 'pause',
-           'resume']
+__all__ = ['log', 'validate_spec', 'version_of', 'environment_file', 'declared_parameters', 'snapshot', 'promote', 'list_jobs',
+           'get_job', 'pause', 'resume']
 
 # %% ../../nbs/06d_jobs_catalog.ipynb #822874cc
 def _project_path(
@@ -106,6 +106,11 @@ def _params_file(snapshot: Path) -> Path:
     return snapshot.with_suffix(".params.json")
 
 
+def environment_file(snapshot: Path) -> Path:
+    "Where the environment a version was promoted with is kept."
+    return snapshot.with_suffix(".environment.json")
+
+
 def declared_parameters(snapshot: Path) -> dict:
     "The parameters cell of a snapshot (cached at promotion, so checking a run's overrides needs no papermill)."
     f = _params_file(snapshot)
@@ -129,6 +134,11 @@ def _write_snapshot(name: str, version: str, raw: bytes, path: Path) -> tuple[Pa
         os.replace(tmp, snap)
         new += [snap, _params_file(snap)]
     _params_file(snap).write_text(json.dumps(inspect_parameters(path)))
+    if not environment_file(snap).exists():  # the environment the version was promoted with
+        from mlscale_sdk.environment import environment
+
+        environment_file(snap).write_text(json.dumps(environment()))
+        new.append(environment_file(snap))
     return snap, new
 
 

@@ -24,7 +24,7 @@ log = get_logger("jobs")
 
 # %% auto #0
 __all__ = ['log', 'BACKENDS', 'RunContext', 'ExecutionBackend', 'PapermillBackend', 'NoopBackend', 'get_backend', 'error_summary',
-           'job_cluster_name', 'RunExecutor']
+           'job_cluster_name', 'record_environment', 'log_environment', 'RunExecutor']
 
 # %% ../../nbs/06f_jobs_executor.ipynb #4761e635
 @dataclass
@@ -134,6 +134,36 @@ def _kernel_env(job: Job, run: JobRun, output: Path) -> dict:
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
 
+# %% ../../nbs/06f_jobs_executor.ipynb #e0602196
+def record_environment(
+    run_id: str,
+) -> Path:
+    "Write this process's python and package versions to the run's `environment.json`."
+    import json
+
+    from mlscale_sdk.environment import environment
+
+    p = run_dir(run_id) / "environment.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(environment(), indent=1))
+    return p
+
+
+def log_environment(
+    run: JobRun | None,  # the finished run
+) -> JobRun | None:
+    "Log the run's `environment.json` as an artifact of its MLflow run, if it has one (failures are only logged)."
+    p = run_dir(run.id) / "environment.json" if run is not None else None
+    if run is None or not run.mlflow_run_id or not p.exists():
+        return run
+    try:
+        from mlscale_sdk.tracking import client
+
+        client().log_artifact(run.mlflow_run_id, str(p))
+    except Exception as e:
+        log.warning(f"run {run.id}: could not log environment.json to MLflow run {run.mlflow_run_id}: {e}")
+    return run
+
 # %% ../../nbs/06f_jobs_executor.ipynb #1a67b0f6
 class RunExecutor:
     "Run one claimed attempt: before_start → execute → on_complete / on_failure, with teardown always."
@@ -160,6 +190,7 @@ class RunExecutor:
         snap = snapshot(job.name, run.version)
         out = Path(run.output_path or run_dir(run_id) / "output.ipynb")
         out.parent.mkdir(parents=True, exist_ok=True)
+        record_environment(run_id)
         kernel = (read_notebook(snap).metadata.get("kernelspec") or {}).get("name") or "python3"
         root = settings().root
         cwd = (root / job.spec.notebook).parent if (root / job.spec.notebook).parent.is_dir() else root
@@ -207,9 +238,9 @@ class RunExecutor:
 
     def on_complete(self, ctx: RunContext) -> JobRun | None:
         "Record success."
-        return finish_run(ctx.run.id, ctx.run.attempt, RunStatus.SUCCEEDED.value)
+        return log_environment(finish_run(ctx.run.id, ctx.run.attempt, RunStatus.SUCCEEDED.value))
 
     def on_failure(self, ctx: RunContext, e: BaseException) -> JobRun | None:
         "Record the failure (a keyboard interrupt is a cancel)."
         status = RunStatus.CANCELLED if isinstance(e, KeyboardInterrupt) else RunStatus.FAILED
-        return finish_run(ctx.run.id, ctx.run.attempt, status.value, error_summary(e))
+        return log_environment(finish_run(ctx.run.id, ctx.run.attempt, status.value, error_summary(e)))

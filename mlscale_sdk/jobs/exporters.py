@@ -17,7 +17,8 @@ from .records import Job
 from .spec import JobError, JobValidationError
 
 # %% auto #0
-__all__ = ['K8S_VERSION', 'papermill_command', 'validate_cronjob', 'export_k8s', 'export_airflow', 'export']
+__all__ = ['K8S_VERSION', 'papermill_command', 'validate_cronjob', 'export_k8s', 'lock_digest', 'default_image', 'dockerfile',
+           'write_environment', 'export_airflow', 'export']
 
 # %% ../../nbs/06h_jobs_exporters.ipynb #5734dd03
 def papermill_command(
@@ -117,7 +118,8 @@ def _k8s_header(job: Job) -> str:
     s = job.spec
     head = (
         "# An mlscale job as a Kubernetes CronJob (job, notebook and version: see metadata.annotations).\n"
-        "# The image must hold the project at the container's workingDir (with .mlscale/jobs/) and mlscale-sdk.\n"
+        "# The image must hold the project at the container's workingDir (with .mlscale/jobs/) and mlscale-sdk:\n"
+        "# `mlscale jobs export --to k8s -o DIR/job.yaml` writes the DIR/Dockerfile and DIR/requirements.lock of it.\n"
     )
     if s.catchup == "all":
         head += "# catchup 'all' has no CronJob equivalent: Kubernetes starts at most one missed run.\n"
@@ -126,11 +128,11 @@ def _k8s_header(job: Job) -> str:
     return head
 
 
-def export_k8s(job: Job, image: str = "mlscale:latest", workdir: str = "/project") -> str:
+def export_k8s(job: Job, image: str | None = None, workdir: str = "/project") -> str:
     "A Kubernetes `batch/v1` CronJob manifest for `job` (validated; parsed back, it is exactly the document)."
     import yaml
 
-    s = job.spec
+    s, image = job.spec, image or default_image()
     if not s.schedule:
         raise JobValidationError(f"job {job.name!r} has no schedule; a CronJob needs one")
     if len(s.schedule.split()) == 6:
@@ -145,6 +147,57 @@ def export_k8s(job: Job, image: str = "mlscale:latest", workdir: str = "/project
     if errs := validate_cronjob(doc):
         raise JobError(f"generated CronJob is invalid: {errs}")
     return text
+
+# %% ../../nbs/06h_jobs_exporters.ipynb #e5014331
+def lock_digest(lock: str) -> str:
+    "The first 12 hex digits of the lock's SHA-256, ignoring its comments."
+    import hashlib
+
+    body = "\n".join(ln for ln in lock.splitlines() if ln and not ln.startswith("#"))
+    return hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+def default_image(
+    lock: str | None = None,  # the lock text (default: this environment's)
+) -> str:
+    "`<project>:env-<lock digest>`, a valid image reference derived from the project's name."
+    from mlscale_sdk.environment import requirements_lock
+
+    name = re.sub(r"[^a-z0-9]+", "-", settings().root.name.lower()).strip("-")[:60] or "mlscale-project"
+    return f"{name}:env-{lock_digest(lock or requirements_lock())}"
+
+
+def dockerfile(
+    python: str,  # the Python version (major.minor.micro)
+    workdir: str = "/project",
+) -> str:
+    "A Dockerfile that installs `requirements.lock` on the same Python, then copies the project into `workdir`."
+    return (
+        "# The environment of this mlscale project: build with `docker build -t IMAGE .` in this folder, with the\n"
+        "# project copied next to it (a local checkout of mlscale-sdk, not in the lock, goes in ./mlscale-sdk/).\n"
+        f"FROM python:{python}-slim\n"
+        "COPY requirements.lock /tmp/requirements.lock\n"
+        "RUN pip install --no-cache-dir --no-deps -r /tmp/requirements.lock\n"
+        f"WORKDIR {workdir}\n"
+        f"COPY . {workdir}\n"
+        f"RUN if [ -d {workdir}/mlscale-sdk ]; then pip install --no-cache-dir --no-deps {workdir}/mlscale-sdk; fi\n"
+    )
+
+
+def write_environment(
+    dest: str | Path,  # the folder (created if needed)
+    docker: bool = True,  # also write the Dockerfile
+) -> list[Path]:
+    "Write `requirements.lock` (and a `Dockerfile`) of this environment into `dest`; the paths written."
+    from mlscale_sdk.environment import environment, requirements_lock
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    (lock := dest / "requirements.lock").write_text(requirements_lock())
+    if not docker:
+        return [lock]
+    (df := dest / "Dockerfile").write_text(dockerfile(environment()["python"]))
+    return [lock, df]
 
 # %% ../../nbs/06h_jobs_exporters.ipynb #c671957b
 class _Code(str):
@@ -235,6 +288,13 @@ def _dag_kwargs(job: Job, root: str) -> dict:
         "tags": ["mlscale", *[f"{k}={v}"[:100] for k, v in s.tags.items()]],  # Airflow's limit: 100 characters
     }
 
+# %% ../../nbs/06h_jobs_exporters.ipynb #e6244942
+_ENV_NOTE = (
+    "# Environment: `mlscale jobs export --to airflow -o DIR/dag.py` writes DIR/requirements.lock, the exact packages\n"
+    "# of the project; install it in the Airflow workers' image (or pass its lines as `requirements` to a\n"
+    "# PythonVirtualenvOperator) so the notebook runs with the versions it was promoted with.\n"
+)
+
 # %% ../../nbs/06h_jobs_exporters.ipynb #c2686229
 def export_airflow(job: Job, project_dir: str | None = None) -> str:
     "An Airflow DAG file for `job` running its snapshot with `PapermillOperator` (every value a literal)."
@@ -252,7 +312,7 @@ def export_airflow(job: Job, project_dir: str | None = None) -> str:
         "MLSCALE_JOB": {"name": job.name, "notebook": s.notebook, "version": job.version},
         "WORKDIR": str(Path(root) / Path(s.notebook).parent),
     }
-    src = _DAG_HEAD + "".join(f"{k} = {_py(v)}\n" for k, v in consts.items()) + _DAG_HOOK
+    src = _ENV_NOTE + _DAG_HEAD + "".join(f"{k} = {_py(v)}\n" for k, v in consts.items()) + _DAG_HOOK
     src += f"with {_call('DAG', dag)} as dag:\n    {_call('PapermillOperator', task, '    ')}\n"
     compile(src, f"{dag['dag_id']}.py", "exec")
     return src

@@ -64,6 +64,8 @@ class JobRun:
     executor: str | None = None  # which process ran it (scheduler or detached runner)
     runner_pid: int | None = None
     retrying: bool = False  # set on the run passed to hooks when another attempt follows
+    environment: dict = field(default_factory=dict)  # python and package versions it ran with (`environment.json`)
+    environment_note: str = ""  # how that environment differs from the promoted version's ('' when it does not)
 
     @property
     def duration(self) -> float | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import store
 from ..config import get_logger, lazy_import, settings
 from . import hooks
-from .catalog import _job_dir, declared_parameters, get_job, snapshot
+from .catalog import _job_dir, declared_parameters, environment_file, get_job, snapshot
 from .records import Job, JobRun, _dt, _iso, _now, read_spec, run_from_row
 from mlscale_sdk.jobs.spec import (
     JobNotFoundError,
@@ -32,9 +32,10 @@ from ..status import FINAL, RETRYABLE, RunStatus
 log = get_logger("jobs")
 
 # %% auto #0
-__all__ = ['log', 'new_run_id', 'run_dir', 'new_row', 'run_row', 'get_run', 'history', 'skipped_slots', 'output_path', 'due_runs',
-           'running_counts', 'running_runs', 'status_counts', 'queue_run', 'record_slots', 'claim_run',
-           'set_runner_pid', 'heartbeat', 'runner_host', 'find_mlflow_run', 'finish_run', 'cancel_queued', 'delete']
+__all__ = ['log', 'new_run_id', 'run_dir', 'new_row', 'run_row', 'with_environment', 'get_run', 'history', 'skipped_slots',
+           'output_path', 'due_runs', 'running_counts', 'running_runs', 'status_counts', 'queue_run', 'record_slots',
+           'claim_run', 'set_runner_pid', 'heartbeat', 'runner_host', 'find_mlflow_run', 'finish_run', 'cancel_queued',
+           'delete']
 
 # %% ../../nbs/06e_jobs_runs.ipynb #f43ce4aa
 def new_run_id() -> str:
@@ -85,6 +86,27 @@ def run_row(
     "A new `queued` run row for `job` (its parameters overridden by `parameters`)."
     return new_row(job.name, job.version, {**job.spec.parameters, **(parameters or {})}, scheduled_for, trigger, now)
 
+# %% ../../nbs/06e_jobs_runs.ipynb #e2967827
+def _read_json(p: Path) -> dict:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def with_environment(
+    run: JobRun,
+) -> JobRun:
+    "`run` with its recorded environment and a note when it differs from its promoted version's."
+    from mlscale_sdk.environment import diff_summary, environment_diff
+
+    env = _read_json(run_dir(run.id) / "environment.json")
+    if not env:
+        return run
+    promoted = _read_json(environment_file(_job_dir(run.job) / f"{run.version}.ipynb"))
+    diff = diff_summary(environment_diff(promoted, env))
+    return replace(run, environment=env, environment_note=f"environment differs from promoted: {diff}" if diff else "")
+
 # %% ../../nbs/06e_jobs_runs.ipynb #599910ba
 def get_run(
     run_id: str,  # the run
@@ -96,7 +118,7 @@ def get_run(
         row = c.execute(sa.select(t.runs).where(t.runs.c.id == run_id)).first()
     if row is None:
         raise JobNotFoundError(f"no job run with id {run_id!r} (see: mlscale jobs history JOB)")
-    return run_from_row(row)
+    return with_environment(run_from_row(row))
 
 
 def history(
@@ -115,7 +137,7 @@ def history(
     )
     with t.engine.connect() as c:
         rows = c.execute(q).all()
-    return [run_from_row(r) for r in rows]
+    return [with_environment(run_from_row(r)) for r in rows]
 
 
 def skipped_slots(name: str) -> list[datetime]:
