@@ -1,5 +1,5 @@
 """The Slurm backend (dask_jobqueue.SLURMCluster) on a real single-node Slurm started for this module."""
-import os, shutil, socket, subprocess, time
+import json, os, shutil, socket, subprocess, time
 from pathlib import Path
 
 import pytest
@@ -97,6 +97,10 @@ def test_backend_status(slurm, project):
     assert backend_status("slurm") == {"installed": True, "reachable": True}
     assert backend_status("local") == {"installed": True, "reachable": True}
     assert backend_status("remote")["reachable"] is False  # nothing listens on the default address
+    out = json.loads(mlscale("cluster", "profiles", "--json").stdout)
+    assert (out["slurm"]["installed"], out["slurm"]["reachable"]) == (True, True)
+    assert (out["remote"]["installed"], out["remote"]["reachable"]) == (True, False)
+    assert "INSTALLED  REACHABLE" in mlscale("cluster", "profiles").stdout
 
 
 def test_unreachable_slurm_is_a_clear_error(project, monkeypatch, tmp_path):
