@@ -91,7 +91,13 @@ def bench_slurm(n, repeat):
     except (ImportError, SlurmUnavailableError) as e:
         print(f"slurm start: skipped ({e})")
         return
-    t = {m: [_slurm_once(m, n) for _ in range(repeat)] for m in ("raw", "sdk")}
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as d:
+        os.chdir(d)  # sbatch writes the jobs' slurm-N.out files into the current folder
+        try:
+            t = {m: [_slurm_once(m, n) for _ in range(repeat)] for m in ("raw", "sdk")}
+        finally:
+            os.chdir(here)
     raw, sdk = statistics.median(t["raw"]), statistics.median(t["sdk"])
     print(f"slurm start ({n} workers): raw SLURMCluster {raw:.2f}s, mlscale slurm profile {sdk:.2f}s "
           f"-> SDK/raw = {sdk / raw:.2f}x  (target <= 1.1x)")

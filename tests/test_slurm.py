@@ -111,7 +111,8 @@ def test_unreachable_slurm_is_a_clear_error(project, monkeypatch, tmp_path):
     assert backend_status("slurm")["reachable"] is False
 
 
-def test_cluster_on_slurm(slurm, project):
+def test_cluster_on_slurm(slurm, project, monkeypatch):
+    monkeypatch.chdir(project)  # sbatch writes the jobs' slurm-N.out here, not into the repository
     from mlscale_sdk.clusters import start_cluster
     from mlscale_sdk.clusters import list_clusters
     h = start_cluster("slurm", name="slurmy")
