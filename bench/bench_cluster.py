@@ -146,6 +146,52 @@ def main():
             label = "heavy __main__" if heavy else "plain script "
             print(f"cluster start ({a.workers} workers, {label}): raw LocalCluster {raw:.2f}s, "
                   f"mlscale start_cluster {sdk:.2f}s -> SDK/raw = {sdk / raw:.2f}x" + ("  (target <= 1.1x)" if not heavy else ""))
+    bench_slurm(a.workers, a.repeat)
+
+
+def _slurm_once(mode, n):
+    "Seconds from nothing to `n` Slurm-scheduled workers: raw SLURMCluster(...) or the mlscale `slurm` profile."
+    import time
+    from mlscale_sdk.clusters import get_profile, profile_options, start_cluster
+    opts = profile_options(get_profile("slurm"))
+    t0 = time.perf_counter()
+    if mode == "raw":
+        from dask_jobqueue import SLURMCluster
+        from distributed import Client
+        c = SLURMCluster(**opts)
+        c.scale(n)
+        cl = Client(c)
+        cl.wait_for_workers(n, timeout=120)
+        dt = time.perf_counter() - t0
+        cl.close(); c.close()
+    else:
+        h = start_cluster("slurm", register=False)
+        h.scale(n)
+        h.wait_for_workers(n, timeout=120)
+        dt = time.perf_counter() - t0
+        h.close()
+    return dt
+
+
+def bench_slurm(n, repeat):
+    "Slurm start time, mlscale profile vs raw SLURMCluster with the same options (needs a running Slurm)."
+    from mlscale_sdk.slurm import SlurmUnavailableError, check_slurm
+    try:
+        import dask_jobqueue  # noqa: F401
+        check_slurm()
+    except (ImportError, SlurmUnavailableError) as e:
+        print(f"slurm start: skipped ({e})")
+        return
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as d:
+        os.chdir(d)  # sbatch writes the jobs' slurm-N.out files into the current folder
+        try:
+            t = {m: [_slurm_once(m, n) for _ in range(repeat)] for m in ("raw", "sdk")}
+        finally:
+            os.chdir(here)
+    raw, sdk = statistics.median(t["raw"]), statistics.median(t["sdk"])
+    print(f"slurm start ({n} workers): raw SLURMCluster {raw:.2f}s, mlscale slurm profile {sdk:.2f}s "
+          f"-> SDK/raw = {sdk / raw:.2f}x  (target <= 1.1x)")
 
 
 if __name__ == "__main__":

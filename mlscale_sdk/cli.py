@@ -73,18 +73,23 @@ def cluster():
 def cluster_profiles(as_json):
     "List the cluster profiles this project can use, and where each comes from."
     from mlscale_sdk.clusters import list_profiles
+    from mlscale_sdk.slurm import backend_status
 
     profs = list_profiles()
+    st = {n: backend_status(p) for n, p in profs.items()}
     if as_json:
         out = {
-            n: dict(cls=p.cls, description=p.description, gpu=p.gpu, path=str(p.path), options=p.options)
+            n: dict(cls=p.cls, description=p.description, gpu=p.gpu, path=str(p.path), options=p.options, **st[n])
             for n, p in profs.items()
         }
         click.echo(json.dumps(out, indent=1, default=str))
         return
     w = max(map(len, profs), default=4)
+    yn = {True: "yes", False: "no"}
+    click.echo(f"{'PROFILE':<{w}}  INSTALLED  REACHABLE  DESCRIPTION")
     for n, p in profs.items():
-        click.echo(f"{n:<{w}}  {p.description}\n{'':<{w}}  {p.cls}  ({p.path})")
+        i, r = yn[st[n]["installed"]], yn[st[n]["reachable"]]
+        click.echo(f"{n:<{w}}  {i:<9}  {r:<9}  {p.description}\n{'':<{w}}  {p.cls}  ({p.path})")
 
 # %% ../nbs/11_cli.ipynb #79c9305a
 @cluster.command("start")
