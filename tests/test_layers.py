@@ -15,7 +15,7 @@ LAYERS = {
     "interfaces": ["server", "cli", "widgets", "demo"],
     "operations": ["scheduler", "jobs", "monitor"],
     "ml": ["features", "train", "tracking"],
-    "compute": ["clusters", "data"],
+    "compute": ["clusters", "costs", "data"],
     "base": ["config", "store", "errors", "status", "formatting"],
 }
 LEVEL = {name: i for i, (_, names) in enumerate(reversed(LAYERS.items())) for name in names}   # base = 0
