@@ -434,6 +434,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                         'mlscale_sdk.formatting._redact_query': ( 'formatting.html#_redact_query',
                                                                                   'mlscale_sdk/formatting.py'),
                                         'mlscale_sdk.formatting._url': ('formatting.html#_url', 'mlscale_sdk/formatting.py'),
+                                        'mlscale_sdk.formatting._usage_text': ('formatting.html#_usage_text', 'mlscale_sdk/formatting.py'),
                                         'mlscale_sdk.formatting.cluster_line': ( 'formatting.html#cluster_line',
                                                                                  'mlscale_sdk/formatting.py'),
                                         'mlscale_sdk.formatting.clusters_html': ( 'formatting.html#clusters_html',

@@ -75,3 +75,15 @@ def test_detached_cluster_defaults_to_the_idle_timeout_setting(project, monkeypa
     assert rec.name == "bg-idle"
     assert C.list_clusters(details=True)[0].idle_timeout == 4
     wait_for(lambda: C.list_clusters() == [], timeout=60, what="the detached idle cluster to stop")
+
+
+def test_cli_cluster_list_shows_cost_and_idle_left(project):
+    from mlscale_sdk import clusters as C
+    from conftest import mlscale
+    h = C.start_cluster("local", n_workers=1, name="cli-cost", idle_timeout="1h", set_as_default=False)
+    try:
+        r = mlscale("cluster", "list", env={"MLSCALE_HOME": str(project), "MLSCALE_PRICE_PER_CORE_HOUR": "2"})
+        line = [ln for ln in r.stdout.splitlines() if ln.startswith("cli-cost")][0]
+        assert "core_hours=" in line and "cost=" in line and "idle_left=" in line and "idle_left=never" not in line
+    finally:
+        h.close()
