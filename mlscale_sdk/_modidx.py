@@ -202,6 +202,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'mlscale_sdk.config.state_engine': ('config.html#state_engine', 'mlscale_sdk/config.py')},
             'mlscale_sdk.costs': { 'mlscale_sdk.costs.record_usage': ('costs.html#record_usage', 'mlscale_sdk/costs.py'),
                                    'mlscale_sdk.costs.usage_between': ('costs.html#usage_between', 'mlscale_sdk/costs.py'),
+                                   'mlscale_sdk.costs.usage_by_prefix': ('costs.html#usage_by_prefix', 'mlscale_sdk/costs.py'),
                                    'mlscale_sdk.costs.usage_dict': ('costs.html#usage_dict', 'mlscale_sdk/costs.py'),
                                    'mlscale_sdk.costs.usage_history': ('costs.html#usage_history', 'mlscale_sdk/costs.py'),
                                    'mlscale_sdk.costs.usage_plugin': ('costs.html#usage_plugin', 'mlscale_sdk/costs.py')},

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import time
 
-from .config import get_logger, settings
+from .config import get_logger, lazy_import, settings
 from .store import tables
 
 log = get_logger()
 
 # %% auto #0
-__all__ = ['log', 'usage_plugin', 'usage_dict', 'record_usage', 'usage_history', 'usage_between']
+__all__ = ['log', 'usage_plugin', 'usage_dict', 'record_usage', 'usage_history', 'usage_between', 'usage_by_prefix']
 
 # %% ../nbs/01e_costs.ipynb #cdbccffe
 def usage_plugin(
@@ -120,3 +120,23 @@ def usage_between(
         max(0.0, after["core_seconds"] - before["core_seconds"]),
         max(0.0, after["gpu_seconds"] - before["gpu_seconds"]),
     )
+
+# %% ../nbs/01e_costs.ipynb #7499eb29
+def usage_by_prefix(
+    prefixes: dict,  # key (e.g. a run id) -> prefix of the names of its clusters
+) -> dict:
+    "key -> summed usage of the stopped clusters whose names start with its prefix (keys without any are left out)."
+    if not prefixes:
+        return {}
+    t = tables()
+    u = t.cluster_usage
+    sa = lazy_import("sqlalchemy")
+    where = sa.or_(*(u.c.name.startswith(p, autoescape=True) for p in prefixes.values()))
+    with t.engine.connect() as c:
+        rows = c.execute(sa.select(u.c.name, u.c.core_seconds, u.c.gpu_seconds).where(where)).all()
+    out = {}
+    for key, p in prefixes.items():
+        mine = [r for r in rows if r.name.startswith(p)]
+        if mine:
+            out[key] = usage_dict(sum(r.core_seconds for r in mine), sum(r.gpu_seconds for r in mine))
+    return out

@@ -247,6 +247,8 @@ def run_line(
     )
     if metric and metric in (r.metrics or {}):
         line += f"  {metric}={fmt_number(r.metrics[metric], 6)}"
+    if u := getattr(r, "usage", None):
+        line += f"  core_hours={u['core_hours']:.4f} cost={u['cost']:.4f}"
     return line + (f"  {r.error}" if r.error else "")
 
 

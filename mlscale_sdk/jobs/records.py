@@ -64,6 +64,7 @@ class JobRun:
     executor: str | None = None  # which process ran it (scheduler or detached runner)
     runner_pid: int | None = None
     retrying: bool = False  # set on the run passed to hooks when another attempt follows
+    usage: dict | None = None  # core/GPU hours and cost of the clusters it started (filled by `history`)
 
     @property
     def duration(self) -> float | None:

@@ -115,7 +115,11 @@ def history(
     )
     with t.engine.connect() as c:
         rows = c.execute(q).all()
-    return [run_from_row(r) for r in rows]
+    runs = [run_from_row(r) for r in rows]
+    from mlscale_sdk.costs import usage_by_prefix
+
+    used = usage_by_prefix({r.id: f"job-{r.id}-a" for r in runs})  # the clusters of its attempts (job_cluster_name)
+    return [replace(r, usage=used.get(r.id)) for r in runs]
 
 
 def skipped_slots(name: str) -> list[datetime]:
