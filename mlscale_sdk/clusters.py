@@ -630,6 +630,11 @@ class ClusterRecord:
     workers: int | None = None
     threads: int | None = None
     memory: int | None = None
+    idle_timeout: float | None = None  # seconds of idleness after which the scheduler shuts down
+    idle_left: float | None = None  # seconds left before it does (None: no timeout)
+    core_hours: float | None = None  # worker-thread hours so far
+    gpu_hours: float | None = None
+    cost: float | None = None  # at the settings' prices
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -740,6 +745,12 @@ def _fill_details(rec: ClusterRecord):
     rec.workers = len(ws)
     rec.threads = sum(w.get("nthreads", 0) for w in ws)
     rec.memory = sum(w.get("memory_limit", 0) or 0 for w in ws)
+    try:
+        u = _run_async(_rpc, rec.scheduler_address, "mlscale_usage", timeout=3)
+    except Exception:  # not started by mlscale (remote, SSH)
+        return
+    for k in ("idle_timeout", "idle_left", "core_hours", "gpu_hours", "cost"):
+        setattr(rec, k, u.get(k))
 
 # %% ../nbs/01_clusters.ipynb #9056f8cd
 def _install_handlers(handle):
@@ -748,19 +759,42 @@ def _install_handlers(handle):
         return False
 
     async def mlscale_scale(n=None):
-        await asyncio.to_thread(handle.scale, int(n))
+        try:
+            await asyncio.to_thread(handle.scale, int(n))
+        except ClusterValidationError as e:
+            return {"status": "refused", "message": str(e)}
         return {"status": "OK", "n": int(n)}
 
     async def mlscale_adapt(minimum=None, maximum=None):
-        await asyncio.to_thread(handle.adapt, int(minimum), int(maximum))
+        try:
+            await asyncio.to_thread(handle.adapt, int(minimum), int(maximum))
+        except ClusterValidationError as e:
+            return {"status": "refused", "message": str(e)}
         return {"status": "OK"}
+
+    async def mlscale_usage():
+        return {**handle._usage.usage(), **_idle(sched)} if handle._usage else _idle(sched)
 
     async def mlscale_close():
         threading.Thread(target=handle.close, daemon=True).start()
         return {"status": "closing"}
 
-    sched.handlers.update(mlscale_scale=mlscale_scale, mlscale_adapt=mlscale_adapt, mlscale_close=mlscale_close)
+    sched.handlers.update(
+        mlscale_scale=mlscale_scale,
+        mlscale_adapt=mlscale_adapt,
+        mlscale_close=mlscale_close,
+        mlscale_usage=mlscale_usage,
+    )
     return True
+
+
+def _idle(sched) -> dict:
+    "The scheduler's idle timeout and the seconds left before it shuts down (Dask's own `check_idle` clock)."
+    t = sched.idle_timeout
+    if not t:
+        return {"idle_timeout": None, "idle_left": None}
+    since = sched.idle_since
+    return {"idle_timeout": t, "idle_left": round(max(0.0, t - (time.time() - since)) if since else t, 1)}
 
 
 def _control(name: str, op: str, **msg):
@@ -769,6 +803,8 @@ def _control(name: str, op: str, **msg):
         r = _run_async(_rpc, rec.scheduler_address, op, timeout=30, **msg)
     except Exception as e:
         raise ClusterError(f"cluster {name!r} ({rec.profile}) cannot be controlled from here: {e}") from None
+    if isinstance(r, dict) and r.get("status") == "refused":
+        raise ClusterValidationError(f"cluster {name!r}: {r['message']}")
     if isinstance(r, dict) and r.get("status") == "error":
         raise ClusterError(f"cluster {name!r}: {r.get('exception_text') or r}")
     return r
@@ -805,6 +841,23 @@ def stop_cluster(name: str, timeout: float = 30):
         time.sleep(0.2)
     unregister_cluster(name)
 
+# %% ../nbs/01_clusters.ipynb #a11291ad
+def _add_usage(handle, since: float, register: bool):
+    "Add the usage plugin to the handle's scheduler; when it closes, its usage is stored and it is unregistered."
+    from mlscale_sdk.costs import usage_plugin
+
+    def gone():
+        if register and not handle._closing:
+            unregister_cluster(handle.name)
+
+    p = handle.profile
+    handle._usage = usage_plugin(handle.name, p.name, p.gpu, since, on_close=gone)
+    sched = handle.cluster.scheduler
+    sched.add_plugin(handle._usage)
+    for addr in list(sched.workers):
+        handle._usage.add_worker(scheduler=sched, worker=addr)
+        handle._usage.alive[addr] = (since, *handle._usage.alive[addr][1:])
+
 # %% ../nbs/01_clusters.ipynb #b2e0c0df
 def _check_versions(
     client,  # a just-connected `distributed.Client`
@@ -837,6 +890,7 @@ class ClusterHandle:
         self._client = None
         self._closed = self._closing = False
         self._close_lock = threading.Lock()
+        self.max_workers, self.idle_timeout, self._usage = None, None, None
 
     @property
     def gpu(self) -> bool:
@@ -881,13 +935,15 @@ class ClusterHandle:
         return self
 
     def scale(self, n: int):
-        "Ask for `n` workers."
+        "Ask for `n` workers (at most the profile's `max_workers`)."
+        _check_cap(self.profile, n, self.max_workers)
         self.cluster.scale(n)
         log.info(f"cluster {self.name!r}: scaling to {n} workers")
         return self
 
     def adapt(self, minimum: int = 0, maximum: int = 4, **kwargs):
-        "Let Dask add and remove workers between `minimum` and `maximum` with the load."
+        "Let Dask add and remove workers between `minimum` and `maximum` (at most `max_workers`) with the load."
+        _check_cap(self.profile, maximum, self.max_workers)
         self.cluster.adapt(minimum=minimum, maximum=maximum, **kwargs)
         log.info(f"cluster {self.name!r}: adaptive between {minimum} and {maximum} workers")
         return self
@@ -986,6 +1042,32 @@ def _record(handle):
     except Exception as e:
         log.warning(f"cluster {handle.name!r} is running but could not be recorded in the registry: {e}")
 
+# %% ../nbs/01_clusters.ipynb #b4bfc4ec
+def _check_cap(prof: Profile, n, cap):
+    "A `ClusterValidationError` when `n` workers are more than the profile's cap."
+    if cap is not None and isinstance(n, int) and n > cap:
+        raise ClusterValidationError(f"profile {prof.name!r} allows at most {cap} workers (max_workers); asked for {n}")
+
+
+def _limits(prof: Profile, opts: dict) -> tuple:
+    "Take `max_workers` and `idle_timeout` out of `opts` (checked); the timeout goes to the cluster's scheduler."
+    from dask.utils import parse_timedelta
+
+    cap, idle = opts.pop("max_workers", None), opts.pop("idle_timeout", None)
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+        raise ProfileError(f"profile {prof.name!r}: max_workers must be a whole number >= 0, got {cap!r}")
+    try:
+        idle = parse_timedelta(idle) if idle not in (None, "", 0) else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ProfileError(f"profile {prof.name!r}: idle_timeout must be a duration like '1h', not {idle!r}") from None
+    if idle is not None and not idle > 0:
+        raise ProfileError(f"profile {prof.name!r}: idle_timeout must be positive, got {idle!r}")
+    _check_cap(prof, opts.get("n_workers"), cap)
+    key = "scheduler_kwargs" if prof.cls in _LOCAL_CLASSES else "scheduler_options"
+    if idle and prof.cls != "mlscale_sdk.clusters.RemoteCluster":
+        opts[key] = {**(opts.get(key) or {}), "idle_timeout": idle}
+    return cap, idle
+
 # %% ../nbs/01_clusters.ipynb #77dff2e0
 def _import_cls(dotted: str):
     "The cluster class `dotted`, which must be on the allowlist (checked before importing) and a cluster manager."
@@ -1082,15 +1164,18 @@ def start_cluster(
     keep_workers_light()
     if cls is RemoteCluster:
         opts["set_as_default"] = set_as_default
-    t0 = time.perf_counter()
+    cap, idle = _limits(prof, opts)
+    t0, since = time.perf_counter(), time.time()
     handle = ClusterHandle(_build(prof, cls, opts), name, prof, reason, set_as_default=set_as_default)
+    handle.max_workers, handle.idle_timeout = cap, idle
     if register and named:
         _register_named(handle, running.result())
     elif register:
         _PENDING.append(_Background(lambda: _record(handle)))
     if register:
         _LIVE[name] = handle
-    _install_handlers(handle)
+    if _install_handlers(handle):
+        _add_usage(handle, since, register)
     if set_as_default:
         try:
             _ = handle.client  # connect now, so `.compute()` anywhere runs on this cluster
@@ -1126,6 +1211,7 @@ def serve_cluster(
         while not stop.wait(0.5):
             if (
                 handle._closing
+                or str(getattr(getattr(handle.cluster, "scheduler", None), "status", "")).endswith("closed")
                 or getattr(handle.cluster, "status", None) is not None
                 and str(handle.cluster.status).endswith("closed")
             ):
@@ -1178,6 +1264,8 @@ def start_detached(
         raise ClusterValidationError(f"profile must be a profile name, got {type(profile).__name__}")
     p = get_profile(choose_profile(profile)[0])  # fail fast on a bad profile name
     check_cluster_class(p.cls)  # or on a class that is not allowed, before any process or file exists
+    if "idle_timeout" not in options and "idle_timeout" not in p.options and settings().idle_timeout:
+        options["idle_timeout"] = settings().idle_timeout  # clusters started from the CLI or panel do not idle on
     name = check_name(name) if name is not None else _default_name(p)
     logf, ready = _state_file(name, ".log"), _state_file(name, ".ready")
     created = not logf.parent.exists()

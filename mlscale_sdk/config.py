@@ -60,6 +60,9 @@ class Settings:
     smtp_starttls: bool | None = None  # STARTTLS; None: on when credentials are set (false: a local relay, tests)
     allow_private_webhooks: bool = False  # webhooks may post to loopback, private and link-local addresses
     version_check: str = "warn"  # on attach, differing package versions (client/scheduler/workers): warn, error, off
+    idle_timeout: str = "1h"  # clusters started from the CLI or the panel shut down after idling this long ("": never)
+    price_per_core_hour: float = 0.0  # cost of one worker thread for an hour (shown by `cluster list`, job history)
+    price_per_gpu_hour: float = 0.0  # cost of one GPU for an hour
 
     @property
     def runs_dir(self) -> Path:
@@ -119,6 +122,20 @@ def _choice(
     return s
 
 
+def _price(
+    name: str,  # the setting, for the message
+    v,  # a number or its text
+) -> float:
+    "A price setting: a number >= 0."
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = -1.0
+    if not f >= 0 or f == float("inf") or isinstance(v, bool):
+        raise ValueError(f"setting {name}: expected a price >= 0, got {v!r}")
+    return f
+
+
 def load_settings(
     root: str | Path | None = None,  # project root (default: `project_root()`)
 ) -> Settings:
@@ -164,6 +181,9 @@ def load_settings(
         smtp_starttls=_flag("smtp_starttls", get("smtp_starttls", None)),
         allow_private_webhooks=bool(_flag("allow_private_webhooks", get("allow_private_webhooks", False))),
         version_check=_choice("version_check", get("version_check", "warn"), ("warn", "error", "off")),
+        idle_timeout=str(get("idle_timeout", "1h")),
+        price_per_core_hour=_price("price_per_core_hour", get("price_per_core_hour", 0.0)),
+        price_per_gpu_hour=_price("price_per_gpu_hour", get("price_per_gpu_hour", 0.0)),
     )
 
 # %% ../nbs/00_config.ipynb #3c987200

@@ -216,8 +216,16 @@ def cluster_line(
     return (
         f"{r.name} [{r.profile}] workers={_known(r.workers)} threads={_known(r.threads)} memory={fmt_bytes(r.memory)} "
         f"scheduler={r.scheduler_address} dashboard={r.dashboard_link or MISSING} pid={_known(r.owner_pid)} "
-        f"started={fmt_time(r.started_at)}"
+        f"started={fmt_time(r.started_at)}{_usage_text(r)}"
     )
+
+
+def _usage_text(r) -> str:
+    "` core_hours=.. cost=.. idle_left=..` for a record with usage details (empty without)."
+    if getattr(r, "core_hours", None) is None:
+        return ""
+    idle = "never" if r.idle_left is None else f"{r.idle_left:g}s"
+    return f" core_hours={r.core_hours:.4f} gpu_hours={r.gpu_hours:.4f} cost={r.cost:.4f} idle_left={idle}"
 
 
 def clusters_text(
@@ -239,6 +247,8 @@ def run_line(
     )
     if metric and metric in (r.metrics or {}):
         line += f"  {metric}={fmt_number(r.metrics[metric], 6)}"
+    if u := getattr(r, "usage", None):
+        line += f"  core_hours={u['core_hours']:.4f} cost={u['cost']:.4f}"
     return line + (f"  {r.error}" if r.error else "")
 
 

@@ -174,6 +174,24 @@ def _alert_tables(md, sa) -> dict:
     )
     return dict(alerts=alerts, state=state)
 
+# %% ../nbs/00b_store.ipynb #7e22fbfb
+def _usage_tables(md, sa) -> dict:
+    "The `cluster_usage` table on `md`: worker-thread and GPU seconds of each cluster, written when it stops."
+    D, S, C = sa.Double, sa.String, sa.Column
+    usage = sa.Table(
+        "cluster_usage",
+        md,
+        C("name", S(200), primary_key=True),
+        C("started_at", D, primary_key=True),
+        C("profile", S(200), nullable=False),
+        C("ended_at", D, nullable=False),
+        C("core_seconds", D, nullable=False),
+        C("gpu_seconds", D, nullable=False),
+        C("max_workers", sa.Integer),
+        C("reason", S(100)),
+    )
+    return {"cluster_usage": usage}
+
 # %% ../nbs/00b_store.ipynb #8208672f
 _md: dict = {}
 _md_lock = threading.Lock()
@@ -196,6 +214,7 @@ def metadata():
                     **_scheduler_tables(md, sa),
                     **_metric_tables(md, sa),
                     **_alert_tables(md, sa),
+                    **_usage_tables(md, sa),
                 },
             )
         return _md["md"]

@@ -246,6 +246,10 @@ def test_job_cluster_is_started_exported_and_torn_down(project):
     assert info["n"] == 42 and info["workers"] == 1 and info["seen"] == info["address"]
     assert clusters.list_clusters() == []
     assert not clusters.scheduler_alive(info["address"])
+    h = J.history("clu")[0]   # the run is charged its cluster's core-hours (one thread while it lived)
+    assert h.usage["core_hours"] > 0 and h.to_dict()["usage"]["cost"] == 0.0
+    from mlscale_sdk.formatting import run_line
+    assert "core_hours=" in run_line(h)
 
 
 # ---------------------------------------------------------------- PostgreSQL store

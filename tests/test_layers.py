@@ -15,7 +15,7 @@ LAYERS = {
     "interfaces": ["server", "cli", "widgets", "demo"],
     "operations": ["scheduler", "jobs", "monitor"],
     "ml": ["features", "train", "tracking"],
-    "compute": ["clusters", "data", "gateway", "kubernetes", "environment", "slurm"],
+    "compute": ["clusters", "data", "gateway", "kubernetes", "environment", "slurm", "costs"],
     "base": ["config", "store", "errors", "status", "formatting"],
 }
 LEVEL = {name: i for i, (_, names) in enumerate(reversed(LAYERS.items())) for name in names}   # base = 0

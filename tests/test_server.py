@@ -434,3 +434,21 @@ def test_extension_enabled_after_install():
     out = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
     assert re.search(r"^\s*mlscale_sdk enabled\s*$", out, re.M), out
     assert re.search(r"^\s*mlscale_sdk [\d.]+ OK\s*$", out, re.M), out   # the module imports and has the extension points
+
+
+@pytest.mark.slow
+async def test_cluster_cap_is_a_400_and_list_shows_cost_and_idle(project, call):
+    from mlscale_sdk import clusters
+    h = await asyncio.to_thread(clusters.start_cluster, "local", n_workers=1, name="capped-rest", max_workers=1,
+                                idle_timeout="1h", set_as_default=False)
+    try:
+        code, out = await call("POST", "clusters/capped-rest/scale", body={"n": 2})
+        assert code == 400 and "at most 1 workers" in out["error"], out
+        code, out = await call("POST", "clusters/capped-rest/adapt", body={"minimum": 0, "maximum": 3})
+        assert code == 400 and "max_workers" in out["error"], out
+        code, recs = await call("GET", "clusters")
+        assert code == 200 and recs[0]["workers"] == 1
+        assert recs[0]["idle_timeout"] == 3600 and 0 < recs[0]["idle_left"] <= 3600 and recs[0]["core_hours"] > 0
+        assert recs[0]["cost"] == 0.0
+    finally:
+        await asyncio.to_thread(h.close)

@@ -66,6 +66,7 @@ class JobRun:
     retrying: bool = False  # set on the run passed to hooks when another attempt follows
     environment: dict = field(default_factory=dict)  # python and package versions it ran with (`environment.json`)
     environment_note: str = ""  # how that environment differs from the promoted version's ('' when it does not)
+    usage: dict | None = None  # core/GPU hours and cost of the clusters it started (filled by `history`)
 
     @property
     def duration(self) -> float | None:

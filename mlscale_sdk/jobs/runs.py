@@ -137,7 +137,11 @@ def history(
     )
     with t.engine.connect() as c:
         rows = c.execute(q).all()
-    return [with_environment(run_from_row(r)) for r in rows]
+    runs = [with_environment(run_from_row(r)) for r in rows]
+    from mlscale_sdk.costs import usage_by_prefix
+
+    used = usage_by_prefix({r.id: f"job-{r.id}-a" for r in runs})  # the clusters of its attempts (job_cluster_name)
+    return [replace(r, usage=used.get(r.id)) for r in runs]
 
 
 def skipped_slots(name: str) -> list[datetime]:
