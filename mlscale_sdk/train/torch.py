@@ -38,179 +38,25 @@ from mlscale_sdk.train.core import (
     log,
 )
 
+# the building blocks, importable from here as before
+from mlscale_sdk.train.torch_parts import (  # noqa: F401
+    _auc_from_hist,
+    _encode,
+    _epoch_batches,
+    _export_model,
+    _free_port,
+    _holdout,
+    _loss_fn,
+    _make_optimizer,
+    _process_group,
+    _shard_plan,
+    mlp,
+)
+
+_all_ = ["mlp"]
+
 # %% auto #0
-__all__ = ['mlp', 'TorchConfig', 'TorchResult', 'log_torch_model', 'train_torch']
-
-# %% ../../nbs/04c_train_torch.ipynb #df6a2cfb
-def _shard_plan(
-    rows: list,  # rows in each partition
-    world: int,  # number of ranks
-) -> list[list[int]]:
-    "Partition indices for each rank, balanced by rows (largest partitions first)."
-    shards, load = [[] for _ in range(world)], [0] * world
-    for i in sorted((i for i, n in enumerate(rows) if n > 0), key=lambda i: (-rows[i], i)):
-        r = min(range(world), key=lambda r: (load[r], r))
-        shards[r].append(i)
-        load[r] += rows[i]
-    return [sorted(s) for s in shards]
-
-# %% ../../nbs/04c_train_torch.ipynb #d8708135
-def _epoch_batches(
-    n: int,  # training rows of this rank
-    local_bs: int,  # rows per batch on this rank
-    steps: int,  # batches per epoch (the same on every rank)
-    seed: int,
-    epoch: int,
-    rank: int,
-) -> list:
-    "Row indices of each batch of one epoch on one rank."
-    import numpy as np
-
-    order = np.random.default_rng([seed, epoch, rank]).permutation(n)
-    return [order[s * local_bs : (s + 1) * local_bs] for s in range(steps)]
-
-
-def _holdout(
-    n: int,  # rows of the shard
-    eval_fraction: float,  # share held out
-    seed: int,
-    rank: int,
-):
-    "`(train_rows, eval_rows)` of one rank's shard: a seeded random `eval_fraction` is held out."
-    import numpy as np
-
-    order = np.random.default_rng([seed, 10_007, rank]).permutation(n)
-    k = int(round(n * eval_fraction))
-    return np.sort(order[k:]), np.sort(order[:k])
-
-# %% ../../nbs/04c_train_torch.ipynb #8923fa23
-def _encode(
-    df,  # pandas frame with the feature columns
-    features: list,  # feature columns, in model order
-    cats: dict,  # the categories of each category feature
-    fill_missing: float | None = None,  # value for missing features (default: leave them NaN)
-):
-    "Feature matrix (float32) of a pandas frame: categories as their codes (-1 if unseen)."
-    import numpy as np
-    import pandas as pd
-
-    cols = []
-    for f in features:
-        s = df[f]
-        if f in cats:
-            s = pd.Categorical(s, categories=cats[f]).codes.astype("float32")
-        else:
-            s = s.to_numpy(dtype="float32", na_value=np.nan)
-        cols.append(s)
-    X = np.column_stack(cols) if cols else np.zeros((len(df), 0), "float32")
-    if fill_missing is not None:
-        X = np.nan_to_num(X, nan=fill_missing)
-    return X
-
-# %% ../../nbs/04c_train_torch.ipynb #ddb216d8
-def _free_port() -> int:
-    "A TCP port that is free on this machine now."
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
-def _process_group(host: str, port: int, rank: int, world: int, key: str, backend: str, timeout: float):
-    "A process group of `world` ranks, not registered as PyTorch's default group."
-    import datetime
-
-    import torch
-    import torch.distributed as dist
-
-    to = datetime.timedelta(seconds=timeout)
-    store = dist.PrefixStore(f"{key}/", dist.TCPStore(host, port, world, rank == 0, timeout=to))
-    pg = dist.ProcessGroup(store, rank, world)
-    types = dist.ProcessGroup.BackendType
-    if backend == "nccl":
-        opts = dist.ProcessGroupNCCL.Options()
-        opts._timeout = to
-        be, kind, dev = dist.ProcessGroupNCCL(store, rank, world, opts), types.NCCL, torch.device("cuda")
-    else:
-        be, kind, dev = dist.ProcessGroupGloo(store, rank, world, to), types.GLOO, torch.device("cpu")
-    pg._set_default_backend(kind)
-    pg._register_backend(dev, kind, be)
-    return pg
-
-# %% ../../nbs/04c_train_torch.ipynb #aac1ebce
-def mlp(
-    n_features: int,  # inputs
-    hidden: tuple = (64, 32),  # width of each hidden layer
-    dropout: float = 0.0,  # dropout after each hidden layer
-    n_out: int = 1,  # outputs
-):
-    "A multi-layer perceptron for tabular data (the default `model_fn` of `train_torch`)."
-    import torch.nn as nn
-
-    layers, d = [], n_features
-    for h in hidden:
-        layers += [nn.Linear(d, h), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
-        d = h
-    layers.append(nn.Linear(d, n_out))
-    return nn.Sequential(*layers)
-
-# %% ../../nbs/04c_train_torch.ipynb #c5547168
-def _export_model(
-    net,  # the trained network (takes standardized inputs)
-    mean,
-    std,  # the standardization the ranks agreed on
-    binary: bool,  # a 0/1 target: add the sigmoid
-):
-    "`net` behind a fixed standardization layer (and a sigmoid for a 0/1 target), in eval mode."
-    import torch
-    import torch.nn as nn
-
-    mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
-    scale = nn.Linear(len(mean), len(mean))
-    with torch.no_grad():
-        scale.weight.copy_(torch.diag(1 / std))
-        scale.bias.copy_(-mean / std)
-    scale.requires_grad_(False)
-    m = nn.Sequential(scale, net, *([nn.Sigmoid()] if binary else []))
-    return m.cpu().eval()
-
-# %% ../../nbs/04c_train_torch.ipynb #0731b0a5
-def _auc_from_hist(
-    pos,  # counts of the positives' scores per bin
-    neg,  # counts of the negatives' scores, same bins
-) -> float:
-    "ROC AUC from histograms of the scores of positives and negatives over the same bins."
-    import numpy as np
-
-    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
-    P, N = pos.sum(), neg.sum()
-    if P == 0 or N == 0:
-        return float("nan")
-    below = np.cumsum(neg) - neg  # negatives in lower bins
-    return float((pos * (below + 0.5 * neg)).sum() / (P * N))
-
-
-def _make_optimizer(optimizer, params, lr: float):
-    "The optimizer named by `optimizer` (or built by it) over `params`."
-    import torch
-
-    if callable(optimizer):
-        return optimizer(params, lr)
-    opts = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-    return opts[optimizer](params, lr=lr)
-
-
-def _loss_fn(loss, binary: bool):
-    "The loss function named by `loss`; 'auto' is logistic for a 0/1 target, squared error otherwise."
-    import torch.nn.functional as F
-
-    if callable(loss):
-        return loss
-    kind = ("bce" if binary else "mse") if loss == "auto" else loss
-    if kind == "bce":
-        return lambda out, y: F.binary_cross_entropy_with_logits(out.reshape(-1), y)
-    return lambda out, y: F.mse_loss(out.reshape(-1), y)
+__all__ = ['TorchConfig', 'TorchResult', 'log_torch_model', 'train_torch', 'mlp']
 
 # %% ../../nbs/04c_train_torch.ipynb #53dc8fb0
 def _config_error(e: ValidationError) -> TrainingError:
