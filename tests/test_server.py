@@ -434,3 +434,21 @@ def test_extension_enabled_after_install():
     out = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
     assert re.search(r"^\s*mlscale_sdk enabled\s*$", out, re.M), out
     assert re.search(r"^\s*mlscale_sdk [\d.]+ OK\s*$", out, re.M), out   # the module imports and has the extension points
+
+
+async def test_jobs_since_token_is_304_until_a_job_changes(project, call, jp_fetch):
+    async def get(since=None):
+        r = await jp_fetch(API, "jobs", method="GET", raise_error=False, params={"since": since} if since else None)
+        return r.code, r.headers.get("X-Mlscale-Token"), r.body
+    code, token, body = await get()
+    assert code == 200 and token and json.loads(body) == []
+    code, again, body = await get(token)
+    assert code == 304 and not body and again == token
+    make_nb(project / "work" / "poll.ipynb")
+    code, _ = await call("POST", "jobs", body={"notebook": "work/poll.ipynb", "name": "poll"})
+    assert code == 201
+    code, new, body = await get(token)
+    assert code == 200 and new != token and [j["name"] for j in json.loads(body)] == ["poll"]
+    assert (await get(new))[0] == 304
+    code, out = await call("GET", "jobs", params={"since": "x", "bogus": "1"})
+    assert code == 400 and "bogus" in out["error"]
