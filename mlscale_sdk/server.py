@@ -336,8 +336,10 @@ class ClustersHandler(MlscaleHandler):
     async def get(self):
         from mlscale_sdk import clusters
 
-        self.no_input()
-        return [r.to_dict() for r in await self.call(clusters.list_clusters, details=True)]
+        self.body()
+        since = self.query(strs=("since",))["since"]
+        recs = await self.call(clusters.list_clusters, details=True)
+        return self.unless_unchanged([r.to_dict() for r in recs], since)
 
     @endpoint
     async def post(self):

@@ -452,3 +452,13 @@ async def test_jobs_since_token_is_304_until_a_job_changes(project, call, jp_fet
     assert (await get(new))[0] == 304
     code, out = await call("GET", "jobs", params={"since": "x", "bogus": "1"})
     assert code == 400 and "bogus" in out["error"]
+
+
+async def test_clusters_since_token_is_304_when_unchanged(project, jp_fetch):
+    r = await jp_fetch(API, "clusters", method="GET", raise_error=False)
+    token = r.headers.get("X-Mlscale-Token")
+    assert r.code == 200 and token and json.loads(r.body) == []
+    r = await jp_fetch(API, "clusters", method="GET", raise_error=False, params={"since": token})
+    assert r.code == 304 and not r.body
+    r = await jp_fetch(API, "clusters", method="GET", raise_error=False, params={"since": "stale"})
+    assert r.code == 200 and json.loads(r.body) == []
