@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-pyproject-sha256
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test venv system bench export clean-state nbtest pytest gpu-wheels docs lint
+.PHONY: demo lab test venv system bench export clean-state nbtest pytest gpu-wheels docs lint
 
 ## venv: create/refresh .venv; reinstalls only when pyproject.toml's content changed since the last install
 ## (a content hash, not the file time: nbdev rewrites pyproject.toml without changing it)
@@ -20,6 +20,14 @@ venv:
 ## demo: start the auto cluster, generate data, features, distributed XGBoost, MLflow, promote champion
 demo: venv
 	$(VENV)/bin/mlscale demo $(DEMO_ARGS)
+
+## lab: JupyterLab on this project with the mlscale panel, on loopback; prints the URL with its token
+LAB_PORT ?= 8888
+lab: venv
+	@token=$$($(PY) -c "import secrets; print(secrets.token_hex(16))"); \
+	echo "== JupyterLab with the mlscale panel: http://127.0.0.1:$(LAB_PORT)/lab?token=$$token"; \
+	MLSCALE_HOME="$(CURDIR)" $(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) \
+	  --ServerApp.root_dir="$(CURDIR)" --IdentityProvider.token=$$token $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 ## system: Debian packages the tests start for real (PostgreSQL, Redis, Chromium); skipped when present
 system:

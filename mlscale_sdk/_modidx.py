@@ -1177,6 +1177,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                  'mlscale_sdk/server.py'),
                                     'mlscale_sdk.server.MlscaleHandler.rel': ('server.html#mlscalehandler.rel', 'mlscale_sdk/server.py'),
                                     'mlscale_sdk.server.MlscaleHandler.root': ('server.html#mlscalehandler.root', 'mlscale_sdk/server.py'),
+                                    'mlscale_sdk.server.MlscaleHandler.unless_unchanged': ( 'server.html#mlscalehandler.unless_unchanged',
+                                                                                            'mlscale_sdk/server.py'),
                                     'mlscale_sdk.server.ModelHandler': ('server.html#modelhandler', 'mlscale_sdk/server.py'),
                                     'mlscale_sdk.server.ModelHandler.get': ('server.html#modelhandler.get', 'mlscale_sdk/server.py'),
                                     'mlscale_sdk.server.ModelPromoteHandler': ('server.html#modelpromotehandler', 'mlscale_sdk/server.py'),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import math
 import re
@@ -104,6 +105,9 @@ def api(method):
             return
         status, out = out if isinstance(out, tuple) else (200, out)
         self.set_status(status)
+        if status == 304:
+            self.finish()
+            return
         self.finish(json.dumps(out, default=str))
 
     return wrapper
@@ -261,6 +265,12 @@ class MlscaleHandler(APIHandler):
         what = what or f"{self.request.method} {self.request.path}"
         return check_fields(parse_json(self.request.body), fields or {}, what)
 
+    def unless_unchanged(self, out, since: str | None):
+        "Answer `out` with its change token in `X-Mlscale-Token`, or a bodiless 304 when `since` is that token."
+        token = hashlib.sha256(json.dumps(out, default=str, sort_keys=True).encode()).hexdigest()[:32]
+        self.set_header("X-Mlscale-Token", token)
+        return (304, None) if since == token else out
+
     def no_input(self):
         "The request has no body fields and no query arguments (else a 400)."
         self.body()
@@ -333,8 +343,10 @@ class ClustersHandler(MlscaleHandler):
     async def get(self):
         from mlscale_sdk import clusters
 
-        self.no_input()
-        return [r.to_dict() for r in await self.call(clusters.list_clusters, details=True)]
+        self.body()
+        since = self.query(strs=("since",))["since"]
+        recs = await self.call(clusters.list_clusters, details=True)
+        return self.unless_unchanged([r.to_dict() for r in recs], since)
 
     @endpoint
     async def post(self):
@@ -399,8 +411,9 @@ class JobsHandler(MlscaleHandler):
     async def get(self):
         from mlscale_sdk import jobs
 
-        self.no_input()
-        return [j.to_dict() for j in await self.call(jobs.list_jobs)]
+        self.body()
+        since = self.query(strs=("since",))["since"]
+        return self.unless_unchanged([j.to_dict() for j in await self.call(jobs.list_jobs)], since)
 
     @endpoint
     async def post(self):

@@ -452,3 +452,31 @@ async def test_cluster_cap_is_a_400_and_list_shows_cost_and_idle(project, call):
         assert recs[0]["cost"] == 0.0
     finally:
         await asyncio.to_thread(h.close)
+
+
+async def test_jobs_since_token_is_304_until_a_job_changes(project, call, jp_fetch):
+    async def get(since=None):
+        r = await jp_fetch(API, "jobs", method="GET", raise_error=False, params={"since": since} if since else None)
+        return r.code, r.headers.get("X-Mlscale-Token"), r.body
+    code, token, body = await get()
+    assert code == 200 and token and json.loads(body) == []
+    code, again, body = await get(token)
+    assert code == 304 and not body and again == token
+    make_nb(project / "work" / "poll.ipynb")
+    code, _ = await call("POST", "jobs", body={"notebook": "work/poll.ipynb", "name": "poll"})
+    assert code == 201
+    code, new, body = await get(token)
+    assert code == 200 and new != token and [j["name"] for j in json.loads(body)] == ["poll"]
+    assert (await get(new))[0] == 304
+    code, out = await call("GET", "jobs", params={"since": "x", "bogus": "1"})
+    assert code == 400 and "bogus" in out["error"]
+
+
+async def test_clusters_since_token_is_304_when_unchanged(project, jp_fetch):
+    r = await jp_fetch(API, "clusters", method="GET", raise_error=False)
+    token = r.headers.get("X-Mlscale-Token")
+    assert r.code == 200 and token and json.loads(r.body) == []
+    r = await jp_fetch(API, "clusters", method="GET", raise_error=False, params={"since": token})
+    assert r.code == 304 and not r.body
+    r = await jp_fetch(API, "clusters", method="GET", raise_error=False, params={"since": "stale"})
+    assert r.code == 200 and json.loads(r.body) == []
