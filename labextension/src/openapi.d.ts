@@ -14,7 +14,10 @@ export interface paths {
     /** Running clusters of the project (started from the UI, the CLI or code in any kernel) */
     get: {
       parameters: {
-        query?: never;
+        query?: {
+          /** @description a previous X-Mlscale-Token: 304 when unchanged */
+          since?: string;
+        };
         header?: never;
         path?: never;
         cookie?: never;
@@ -24,6 +27,7 @@ export interface paths {
         /** @description clusters */
         200: {
           headers: {
+            'X-Mlscale-Token'?: string;
             [name: string]: unknown;
           };
           content: {
@@ -254,10 +258,16 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** All jobs, with next run and last run */
+    /**
+     * All jobs, with next run and last run
+     * @description The answer carries its change token in `X-Mlscale-Token`; pass it back as `since` to get a 304 when nothing changed (a cheap poll for the list view).
+     */
     get: {
       parameters: {
-        query?: never;
+        query?: {
+          /** @description a previous X-Mlscale-Token */
+          since?: string;
+        };
         header?: never;
         path?: never;
         cookie?: never;
@@ -267,11 +277,19 @@ export interface paths {
         /** @description jobs */
         200: {
           headers: {
+            'X-Mlscale-Token'?: string;
             [name: string]: unknown;
           };
           content: {
             'application/json': components['schemas']['Job'][];
           };
+        };
+        /** @description unchanged since the given token */
+        304: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
         };
         403: components['responses']['Forbidden'];
       };

@@ -16,7 +16,7 @@ from typing import Any
 from ..config import get_logger, lazy_import, settings
 from .catalog import get_job, snapshot
 from .records import Job, JobRun
-from .runs import finish_run, get_run, run_dir
+from .runs import find_mlflow_run, finish_run, get_run, run_dir
 from .spec import JobValidationError, read_notebook
 from ..status import RunStatus
 
@@ -150,18 +150,21 @@ def record_environment(
 
 
 def log_environment(
-    run: JobRun | None,  # the finished run
+    run: JobRun | None,  # the run, as it ends (its MLflow run id recorded)
 ) -> JobRun | None:
     "Log the run's `environment.json` as an artifact of its MLflow run, if it has one (failures are only logged)."
     p = run_dir(run.id) / "environment.json" if run is not None else None
-    if run is None or not run.mlflow_run_id or not p.exists():
+    if run is None or not p.exists():
+        return run
+    mid = run.mlflow_run_id or find_mlflow_run(run.id)[0]  # the notebook's run, found by its tag until recorded
+    if not mid:
         return run
     try:
         from mlscale_sdk.tracking import client
 
-        client().log_artifact(run.mlflow_run_id, str(p))
+        client().log_artifact(mid, str(p))
     except Exception as e:
-        log.warning(f"run {run.id}: could not log environment.json to MLflow run {run.mlflow_run_id}: {e}")
+        log.warning(f"run {run.id}: could not log environment.json to MLflow run {mid}: {e}")
     return run
 
 # %% ../../nbs/06f_jobs_executor.ipynb #1a67b0f6
@@ -238,9 +241,11 @@ class RunExecutor:
 
     def on_complete(self, ctx: RunContext) -> JobRun | None:
         "Record success."
-        return log_environment(finish_run(ctx.run.id, ctx.run.attempt, RunStatus.SUCCEEDED.value))
+        log_environment(get_run(ctx.run.id))  # before the run is final: a waiter then sees the artifact
+        return finish_run(ctx.run.id, ctx.run.attempt, RunStatus.SUCCEEDED.value)
 
     def on_failure(self, ctx: RunContext, e: BaseException) -> JobRun | None:
         "Record the failure (a keyboard interrupt is a cancel)."
         status = RunStatus.CANCELLED if isinstance(e, KeyboardInterrupt) else RunStatus.FAILED
-        return log_environment(finish_run(ctx.run.id, ctx.run.attempt, status.value, error_summary(e)))
+        log_environment(get_run(ctx.run.id))
+        return finish_run(ctx.run.id, ctx.run.attempt, status.value, error_summary(e))
