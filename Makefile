@@ -36,7 +36,7 @@ system:
 ## test: the notebook tests (every notebook executed once, by the docs build, which keeps their outputs for the site),
 ## then pytest (tests/test_docs.py checks that site instead of building another)
 test: venv system
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) tools/build_docs.py --dest _docs
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) tools/build_docs.py --dest _docs --workers 2
 	MLSCALE_DOCS_SITE="$(CURDIR)/_docs" $(PY) -m pytest $(PYTEST_ARGS)
 
 ## bench: the benchmark scripts, each printing ratios against the raw library
