@@ -483,5 +483,7 @@ def test_local_cluster_listens_on_loopback_only(project, monkeypatch):
 
 
 def test_shipped_profiles_do_not_bind_all_interfaces():
-    for p in sorted((Path(C.__file__).resolve().parent.parent / "clusters").glob("*.yaml")):
+    shipped = sorted((Path(C.__file__).resolve().parents[2] / "clusters").glob("*.yaml"))   # clusters is a package
+    assert shipped
+    for p in shipped:
         assert '":0"' not in p.read_text() and "0.0.0.0" not in p.read_text(), p
