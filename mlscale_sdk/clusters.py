@@ -867,7 +867,9 @@ def _check_versions(
     mode = settings().version_check
     if mode == "off":
         return
-    from mlscale_sdk.environment import version_report
+    from mlscale_sdk.environment import version_report, watch_workers
+
+    watch_workers(client, name, mode)  # workers that join later are checked when they do
 
     if not (msg := version_report(client)):
         return
