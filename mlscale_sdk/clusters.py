@@ -750,7 +750,7 @@ def _fill_details(rec: ClusterRecord):
     except Exception:  # not started by mlscale (remote, SSH)
         return
     for k in ("idle_timeout", "idle_left", "core_hours", "gpu_hours", "cost"):
-        setattr(rec, k, u.get(k))
+        setattr(rec, k, u.get(k) if isinstance(u, dict) else None)  # None: a scheduler without the handler
 
 # %% ../nbs/01_clusters.ipynb #9056f8cd
 def _install_handlers(handle):
@@ -920,6 +920,9 @@ class ClusterHandle:
 
                 self._client = Client(self.cluster, set_as_default=self.set_as_default)
             _check_versions(self._client, self.name)
+            from mlscale_sdk.costs import attach_usage
+
+            attach_usage(self)  # a scheduler outside this process counts usage (or it is unknown)
         return self._client
 
     def workers(self) -> dict:
@@ -957,6 +960,9 @@ class ClusterHandle:
             if self._closed:
                 return
             try:
+                from mlscale_sdk.costs import detach_usage
+
+                detach_usage(self)  # what a scheduler outside this process counted, recorded before letting go
                 if self._client is not None and not isinstance(self.cluster, RemoteCluster):
                     self._client.close()
                 self.cluster.close()

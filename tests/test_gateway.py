@@ -106,6 +106,9 @@ def test_profile_connects_computes_scales_registers_and_closes(gw_env):
         h.close()
     assert "gw-one" not in {r.name for r in C.list_clusters()}
     wait_for(lambda: not _clusters_on(addr), timeout=30, what="the gateway to stop the cluster")
+    from mlscale_sdk import costs
+    (u,) = costs.usage_history("gw-one")  # counted on the gateway's scheduler, recorded here when it closed
+    assert u["profile"] == "gateway" and u["core_seconds"] > 0, u
 
 
 def test_wrong_password_is_a_clear_error(gw_env, monkeypatch):
