@@ -10,7 +10,18 @@ auth) and compares `start_cluster("gateway", workers=n)` + wait with a raw `Gate
 
     python bench/bench_cluster.py [--workers 2] [--repeat 5] [--no-heavy] [--no-gateway]
 """
-import argparse, json, os, shutil, socket, statistics, subprocess, sys, tempfile, textwrap, time, urllib.request
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
 
 CHILD = textwrap.dedent('''
     import os, sys, time, json
@@ -152,6 +163,7 @@ def main():
 def _slurm_once(mode, n):
     "Seconds from nothing to `n` Slurm-scheduled workers: raw SLURMCluster(...) or the mlscale `slurm` profile."
     import time
+
     from mlscale_sdk.clusters import get_profile, profile_options, start_cluster
     opts = profile_options(get_profile("slurm"))
     t0 = time.perf_counter()

@@ -85,11 +85,12 @@ def cluster_profiles(as_json):
         click.echo(json.dumps(out, indent=1, default=str))
         return
     w = max(map(len, profs), default=4)
-    yn = {True: "yes", False: "no"}
+    yn = {True: "yes", False: "no", None: "unknown"}
     click.echo(f"{'PROFILE':<{w}}  INSTALLED  REACHABLE  DESCRIPTION")
     for n, p in profs.items():
-        i, r = yn[st[n]["installed"]], yn[st[n]["reachable"]]
-        click.echo(f"{n:<{w}}  {i:<9}  {r:<9}  {p.description}\n{'':<{w}}  {p.cls}  ({p.path})")
+        i, r, why = yn[st[n]["installed"]], yn[st[n]["reachable"]], st[n]["reason"]
+        why = f"\n{'':<{w}}  {why}" if st[n]["reachable"] is not True else ""
+        click.echo(f"{n:<{w}}  {i:<9}  {r:<9}  {p.description}\n{'':<{w}}  {p.cls}  ({p.path}){why}")
 
 # %% ../nbs/11_cli.ipynb #79c9305a
 @cluster.command("start")

@@ -13,7 +13,8 @@ from .store import tables
 log = get_logger()
 
 # %% auto #0
-__all__ = ['log', 'usage_plugin', 'usage_dict', 'record_usage', 'usage_history', 'usage_between', 'usage_by_prefix']
+__all__ = ['log', 'usage_plugin', 'usage_dict', 'record_usage', 'usage_history', 'usage_between', 'usage_by_prefix',
+           'attach_usage', 'usage_of', 'detach_usage']
 
 # %% ../nbs/01e_costs.ipynb #cdbccffe
 def usage_plugin(
@@ -22,6 +23,8 @@ def usage_plugin(
     gpu: bool = False,  # a GPU profile: one GPU per worker unless the worker declares a `GPU` resource
     since: float | None = None,  # when the cluster was asked for (workers already up count from here)
     on_close=None,  # called (in a thread) after the usage is recorded, when the scheduler closes
+    record: bool = True,  # store the usage when the scheduler closes (False: a scheduler outside this project)
+    prices: tuple | None = None,  # (per core-hour, per GPU-hour); None: the settings' (read when asked)
 ):
     "A scheduler plugin that counts worker-thread seconds and GPU seconds, and records them when the cluster stops."
     from distributed.diagnostics.plugin import SchedulerPlugin
@@ -45,13 +48,14 @@ def usage_plugin(
             now = time.time()
             core = self.banked[0] + sum((now - t0) * n for t0, n, _ in self.alive.values())
             gpus = self.banked[1] + sum((now - t0) * g for t0, _, g in self.alive.values())
-            return usage_dict(core, gpus)
+            return usage_dict(core, gpus, prices)
 
         async def close(self):
             import asyncio
 
-            u = self.usage()
-            await asyncio.to_thread(record_usage, name, profile, self.started, u["core_seconds"], u["gpu_seconds"])
+            if record:
+                u = self.usage()
+                await asyncio.to_thread(record_usage, name, profile, self.started, u["core_seconds"], u["gpu_seconds"])
             if on_close is not None:
                 await asyncio.to_thread(on_close)
 
@@ -61,10 +65,13 @@ def usage_plugin(
 def usage_dict(
     core_seconds: float,  # worker-thread seconds
     gpu_seconds: float = 0.0,  # GPU seconds
+    prices: tuple | None = None,  # (per core-hour, per GPU-hour); default: the settings'
 ) -> dict:
-    "Seconds, hours and cost (at the settings' prices) of a usage."
-    s = settings()
-    cost = core_seconds / 3600 * s.price_per_core_hour + gpu_seconds / 3600 * s.price_per_gpu_hour
+    "Seconds, hours and cost (at the settings' prices, or `prices`) of a usage."
+    if prices is None:
+        s = settings()
+        prices = (s.price_per_core_hour, s.price_per_gpu_hour)
+    cost = core_seconds / 3600 * prices[0] + gpu_seconds / 3600 * prices[1]
     return dict(
         core_seconds=core_seconds,
         gpu_seconds=gpu_seconds,
@@ -140,3 +147,83 @@ def usage_by_prefix(
         if mine:
             out[key] = usage_dict(sum(r.core_seconds for r in mine), sum(r.gpu_seconds for r in mine))
     return out
+
+# %% ../nbs/01e_costs.ipynb #41ba48ba
+_COUNTER = "mlscale-usage"
+
+
+def _idle_info(sched) -> dict:
+    "The scheduler's idle timeout and the seconds left before it shuts down (as in-process clusters report them)."
+    t, since = getattr(sched, "idle_timeout", None), getattr(sched, "idle_since", None)
+    if not t:
+        return {"idle_timeout": None, "idle_left": None}
+    return {"idle_timeout": t, "idle_left": round(max(0.0, t - (time.time() - since)) if since else t, 1)}
+
+
+def _install_counter(gpu: bool, since: float, prices: tuple, dask_scheduler=None) -> dict:
+    "Run on a scheduler: add the usage counter and its `mlscale_usage` handler (once); return its reading."
+    s = dask_scheduler
+    plugin = s.plugins.get(_COUNTER)
+    new = plugin is None
+    if new:
+        plugin = usage_plugin("", "", gpu, since, record=False, prices=prices)
+        s.add_plugin(plugin, name=_COUNTER)
+        for addr in list(s.workers):
+            plugin.add_worker(scheduler=s, worker=addr)
+            plugin.alive[addr] = (since, *plugin.alive[addr][1:])
+    if "mlscale_usage" not in s.handlers:
+        s.handlers["mlscale_usage"] = lambda: {**plugin.usage(), **_idle_info(s)}
+    return {"new": new, **plugin.usage()}
+
+
+def _read_counter(dask_scheduler=None) -> dict:
+    "Run on a scheduler: the counter's reading."
+    return dask_scheduler.plugins[_COUNTER].usage()
+
+# %% ../nbs/01e_costs.ipynb #d5db74f8
+def attach_usage(
+    handle,  # a `ClusterHandle` whose client just connected
+):
+    "Count the usage of a scheduler outside this process: its counter when mlscale is importable there, else unknown."
+    if handle._usage is not None or handle._client is None or getattr(handle, "_usage_base", None) is not None:
+        return
+    s = settings()
+    prices = (s.price_per_core_hour, s.price_per_gpu_hour)
+    try:
+        r = handle._client.run_on_scheduler(_install_counter, handle.gpu, handle.started_at.timestamp(), prices)
+    except Exception as e:
+        why = f"{type(e).__name__}: {e}"[:300]
+        handle.usage_unknown = f"core-hours unknown: mlscale is not importable on the scheduler ({why})"
+        log.warning(f"cluster {handle.name!r}: {handle.usage_unknown}")
+        return
+    handle.usage_unknown = None
+    handle._usage_base = (0.0, 0.0) if r["new"] else (r["core_seconds"], r["gpu_seconds"])
+
+
+def usage_of(
+    handle,  # a `ClusterHandle`
+) -> dict | None:
+    "The live usage of a handle's cluster (while attached, for a scheduler outside this process); None: unknown."
+    if handle._usage is not None:
+        return handle._usage.usage()
+    base = getattr(handle, "_usage_base", None)
+    if base is None or handle._client is None or handle._client.status != "running":
+        return None
+    r = handle._client.run_on_scheduler(_read_counter)
+    return usage_dict(max(0.0, r["core_seconds"] - base[0]), max(0.0, r["gpu_seconds"] - base[1]))
+
+
+def detach_usage(
+    handle,  # a `ClusterHandle` about to close
+):
+    "Record the usage of a scheduler outside this process while the handle held it (never raises)."
+    if getattr(handle, "_usage_base", None) is None:
+        return
+    try:
+        if (u := usage_of(handle)) is None:
+            raise RuntimeError("the client is no longer connected to the scheduler")
+        t0 = handle.started_at.timestamp()
+        record_usage(handle.name, handle.profile.name, t0, u["core_seconds"], u["gpu_seconds"])
+    except Exception as e:
+        log.warning(f"cluster {handle.name!r}: its usage could not be read or recorded: {type(e).__name__}: {e}")
+    handle._usage_base = None

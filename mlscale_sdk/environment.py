@@ -9,8 +9,9 @@ import platform
 from importlib import metadata
 
 # %% auto #0
-__all__ = ['PACKAGES', 'environment', 'mismatches', 'mismatch_message', 'version_report', 'environment_diff', 'diff_summary',
-           'lock_lines', 'requirements_lock']
+__all__ = ['PACKAGES', 'VERSION_TOPIC', 'environment', 'mismatches', 'mismatch_message', 'version_report',
+           'joined_worker_message', 'watch_workers', 'environment_diff', 'diff_summary', 'lock_lines',
+           'requirements_lock']
 
 # %% ../nbs/01d_environment.ipynb #1f00eff3
 PACKAGES = ("python", "dask", "distributed", "numpy", "pandas", "pyarrow", "xgboost", "torch", "mlflow", "cloudpickle")
@@ -83,6 +84,76 @@ def version_report(
         mismatches(client.get_versions(check=False, packages=pk), packages),
         f"the scheduler {client.scheduler.address} and its workers",
     )
+
+# %% ../nbs/01d_environment.ipynb #049bbf2c
+VERSION_TOPIC = "mlscale-versions"  # the scheduler's event topic where each joined worker's mismatch is logged
+
+
+def _packages(packages: tuple) -> list:
+    return [p for p in packages if p != "python"]
+
+
+def joined_worker_message(
+    client,  # a connected `distributed.Client`
+    address: str,  # the address of the worker that joined
+    mine: dict,  # the client's versions (`distributed.versions.get_versions`)
+    packages: tuple = PACKAGES,
+) -> str:
+    "The mismatch message between the client and one worker ('' when they agree)."
+    from distributed.versions import get_versions
+
+    theirs = client.run(get_versions, _packages(packages), workers=[address])
+    return mismatch_message(
+        mismatches({"client": mine, "workers": theirs}, packages), f"the worker {address}, which joined after attach"
+    )
+
+# %% ../nbs/01d_environment.ipynb #ead96526
+def _on_joined(client, name: str, mode: str, address: str, mine: dict | None, packages: tuple):
+    "Check one joined worker; warn, or close it (`error`); log the outcome on the scheduler."
+    import warnings
+
+    from distributed.versions import get_versions
+
+    from mlscale_sdk.config import get_logger
+
+    try:  # the client's versions are read here, off the attach path
+        msg = joined_worker_message(client, address, mine or get_versions(_packages(packages)), packages)
+    except Exception as e:  # the worker or the client went away meanwhile
+        get_logger().debug(f"cluster {name!r}: could not check the versions of {address}: {e}")
+        return
+    if not msg:
+        return
+    msg = f"cluster {name!r}: {msg}"
+    if mode == "error":
+        msg += f"\nthe worker {address} was closed (version_check = error)"
+        client.retire_workers(workers=[address], close_workers=True)
+        get_logger().error(msg)
+    else:
+        get_logger().warning(msg)
+        warnings.warn(msg, stacklevel=2)
+    client.log_event(VERSION_TOPIC, {"cluster": name, "worker": address, "mode": mode, "message": msg})
+
+
+def watch_workers(
+    client,  # a connected `distributed.Client`
+    name: str,  # the cluster's name, for the message
+    mode: str = "warn",  # warn | error | off (the `version_check` setting)
+    packages: tuple = PACKAGES,
+    mine: dict | None = None,  # the versions to compare with (default: the client's)
+):
+    "Check every worker that joins `client`'s scheduler from now on: warn, or close it (`error`)."
+    import threading
+
+    if mode == "off":
+        return
+
+    def on_event(event):
+        msg = event[1] if isinstance(event, tuple) and len(event) == 2 else None
+        if isinstance(msg, dict) and msg.get("action") == "add-worker" and isinstance(msg.get("worker"), str):
+            args = (client, name, mode, msg["worker"], mine, packages)
+            threading.Thread(target=_on_joined, args=args, daemon=True, name="mlscale-version-check").start()
+
+    client.subscribe_topic("all", on_event)
 
 # %% ../nbs/01d_environment.ipynb #f9dfef85
 def environment_diff(

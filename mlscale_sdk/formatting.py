@@ -221,9 +221,9 @@ def cluster_line(
 
 
 def _usage_text(r) -> str:
-    "` core_hours=.. cost=.. idle_left=..` for a record with usage details (empty without)."
-    if getattr(r, "core_hours", None) is None:
-        return ""
+    "` core_hours=.. cost=.. idle_left=..` for a record with usage details (`unknown`: not counted; empty: not asked)."
+    if getattr(r, "core_hours", None) is None:  # with details (workers known), the scheduler does not count usage
+        return " core_hours=unknown" if getattr(r, "workers", None) is not None else ""
     idle = "never" if r.idle_left is None else f"{r.idle_left:g}s"
     return f" core_hours={r.core_hours:.4f} gpu_hours={r.gpu_hours:.4f} cost={r.cost:.4f} idle_left={idle}"
 

@@ -10,12 +10,13 @@ import os
 import re
 import warnings
 
-from .clusters import ClusterError, ClusterValidationError, get_profile, profile_options
+from .clusters import ClusterError, ClusterValidationError, ProfileError, get_profile, profile_options
 from .config import lazy_import
 from .formatting import is_secret_name, redact_url
 
 # %% auto #0
-__all__ = ['AUTH_KINDS', 'GatewayAuthError', 'GatewayLimitError', 'gateway_auth', 'gateway_cluster', 'reachable']
+__all__ = ['AUTH_KINDS', 'GatewayAuthError', 'GatewayLimitError', 'gateway_auth', 'gateway_cluster', 'address_health',
+           'reachable']
 
 # %% ../nbs/01b_gateway.ipynb #e991c386
 class GatewayAuthError(ClusterError):
@@ -167,24 +168,36 @@ def gateway_cluster(
     return cluster
 
 # %% ../nbs/01b_gateway.ipynb #dfa78f07
-def reachable(
-    profile="gateway",  # a gateway profile (name, inline spec or Profile)
+def address_health(
+    address: str | None,  # the gateway's http(s) address (None or '': dask's `gateway.address` setting)
     timeout: float = 2.0,  # seconds
-) -> tuple[bool, str]:
-    "Whether the profile's dask-gateway server answers its health check, and a one-line reason."
+) -> tuple[bool | None, str]:
+    "Whether the dask-gateway server at `address` answers `/api/health` (None: no address, unknown) and why."
     from urllib.request import urlopen
 
-    opts = profile_options(get_profile(profile))
-    address = opts.get("address")
     if not address:
         import dask
 
         address = dask.config.get("gateway.address", None)
-    if not address or not str(address).startswith(("http://", "https://")):
-        return False, f"no http(s) gateway address configured (got {address!r})"
+    if not address:
+        return None, "unknown: no gateway address configured (set DASK_GATEWAY_ADDRESS or the profile's address)"
+    if not str(address).startswith(("http://", "https://")):
+        return False, f"no http(s) gateway address configured (got {redact_url(str(address))!r})"
     url = f"{str(address).rstrip('/')}/api/health"
     try:
         with urlopen(url, timeout=timeout) as r:  # noqa: S310 (an http(s) URL, checked above)
             return r.status == 200, f"{redact_url(url)} answered {r.status}"
     except Exception as e:
         return False, f"{redact_url(url)} did not answer: {type(e).__name__}: {e}"
+
+
+def reachable(
+    profile="gateway",  # a gateway profile (name, inline spec or Profile)
+    timeout: float = 2.0,  # seconds
+) -> tuple[bool | None, str]:
+    "Whether the profile's dask-gateway server answers its health check (None: unknown), and a one-line reason."
+    try:
+        opts = profile_options(get_profile(profile))
+    except ProfileError as e:
+        return None, f"unknown: {e}"
+    return address_health(opts.get("address"), timeout)

@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import socket
 import subprocess
 from urllib.parse import urlsplit
 
-from .clusters import ClusterValidationError, get_profile, profile_options
+from .clusters import ClusterValidationError, ProfileError, get_profile, profile_options
 
 # %% auto #0
 __all__ = ['BACKEND_CHECKS', 'SlurmUnavailableError', 'check_slurm', 'tcp_reachable', 'backend_status']
@@ -50,30 +51,59 @@ def tcp_reachable(
         return False
 
 # %% ../nbs/01a_slurm.ipynb #a19bd315
-def _slurm_ok(opts: dict) -> bool:
+def _slurm_ok(opts: dict) -> tuple[bool, str]:
     try:
         check_slurm()
-        return True
-    except SlurmUnavailableError:
-        return False
+        return True, "sinfo answered"
+    except SlurmUnavailableError as e:
+        return False, str(e)
+
+
+def _gateway_ok(opts: dict) -> tuple[bool | None, str]:
+    from mlscale_sdk.gateway import address_health
+
+    return address_health(opts.get("address"))
+
+
+def _remote_ok(opts: dict) -> tuple[bool, str]:
+    address = str(opts.get("address") or "")
+    ok = tcp_reachable(address)
+    return ok, f"{address} {'accepts' if ok else 'refuses'} TCP connections"
 
 
 BACKEND_CHECKS = {
-    "mlscale_sdk.clusters.RemoteCluster": lambda opts: tcp_reachable(str(opts.get("address") or "")),
+    "mlscale_sdk.clusters.RemoteCluster": _remote_ok,
     "dask_jobqueue.SLURMCluster": _slurm_ok,
+    "mlscale_sdk.gateway.gateway_cluster": _gateway_ok,
 }
+_UNSET_RE = re.compile(r"environment variable (\w+) is not set")
+
+
+def _run_check(prof) -> tuple[bool | None, str]:
+    "The profile's backend check as `(reachable, reason)`; an unset `${VAR}` in its options is unknown, not an error."
+    check = BACKEND_CHECKS.get(prof.cls)
+    if check is None:
+        return True, "runs on this machine"
+    try:
+        opts = profile_options(prof)
+    except ProfileError as e:
+        m = _UNSET_RE.search(str(e))
+        return None, f"unknown ({m.group(1)} unset)" if m else f"unknown ({e})"
+    out = check(opts)
+    return out if isinstance(out, tuple) else (bool(out), "")
 
 
 def backend_status(
     profile,  # a profile name, inline spec or `Profile`
 ) -> dict:
-    "`{installed, reachable}` for the profile's backend: its module importable (not imported) and its check."
+    "`{installed, reachable, reason}`: the backend module importable (not imported), its check (None: unknown), why."
     prof = get_profile(profile)
     mod = prof.cls.rpartition(".")[0]
     try:
         installed = importlib.util.find_spec(mod) is not None
     except (ImportError, ValueError):
         installed = False
-    check = BACKEND_CHECKS.get(prof.cls)
-    reachable = installed and (check is None or bool(check(profile_options(prof))))
-    return {"installed": installed, "reachable": reachable}
+    if not installed:
+        return {"installed": False, "reachable": False, "reason": f"{mod} is not installed"}
+    reachable, reason = _run_check(prof)
+    return {"installed": True, "reachable": reachable, "reason": reason}

@@ -87,3 +87,99 @@ def test_cli_cluster_list_shows_cost_and_idle_left(project):
         assert "core_hours=" in line and "cost=" in line and "idle_left=" in line and "idle_left=never" not in line
     finally:
         h.close()
+
+
+# ---------------------------------------------------------------- schedulers outside mlscale's process
+
+BLOCK_MLSCALE = """
+import sys
+class _NoMlscale:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "mlscale_sdk":
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked for this test)")
+sys.meta_path.insert(0, _NoMlscale())
+"""
+
+
+@pytest.fixture
+def separate_scheduler(tmp_path):
+    "`start(mlscale=True|False)`: a real `dask scheduler` + `dask worker` (2 threads) in their own folder."
+    import os, subprocess
+    from conftest import BIN, free_port
+    from mlscale_sdk import clusters as C
+    procs = []
+
+    def start(mlscale=True):
+        port = free_port()
+        addr, cwd = f"tcp://127.0.0.1:{port}", tmp_path / "elsewhere"
+        cwd.mkdir()
+        env = {**os.environ}
+        env.pop("MLSCALE_HOME", None)
+        if not mlscale:
+            (tmp_path / "site").mkdir()
+            (tmp_path / "site" / "sitecustomize.py").write_text(BLOCK_MLSCALE)
+            env["PYTHONPATH"] = str(tmp_path / "site")
+        procs.append(subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                       "--no-dashboard"], cwd=cwd, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for(lambda: C.scheduler_alive(addr), what="dask scheduler")
+        procs.append(subprocess.Popen([str(BIN / "dask"), "worker", addr, "--nthreads", "2", "--no-dashboard"],
+                                      cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+        with Client(addr, timeout=10) as cl:
+            cl.wait_for_workers(1, timeout=60)
+        return addr, cwd
+
+    yield start
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def test_a_remote_scheduler_with_mlscale_counts_usage(project, separate_scheduler):
+    import time
+    from conftest import mlscale
+    from mlscale_sdk import clusters as C, costs
+    addr, cwd = separate_scheduler(mlscale=True)
+    h = C.start_cluster("remote", name="far", address=addr)
+    try:
+        assert getattr(h, "usage_unknown", None) is None
+        time.sleep(1)
+        u = costs.usage_of(h)
+        assert 1.5 <= u["core_seconds"] < 60, u      # two threads, for a second or more
+        rec = C.list_clusters(details=True)[0]      # asked over the scheduler's `mlscale_usage` handler
+        assert rec.name == "far" and rec.core_hours > 0 and rec.idle_left is None
+        line = next(ln for ln in mlscale("cluster", "list").stdout.splitlines() if ln.startswith("far"))
+        assert "core_hours=0.0" in line and "unknown" not in line, line
+    finally:
+        h.close()
+    (hist,) = costs.usage_history("far")
+    assert hist["profile"] == "remote" and hist["core_seconds"] >= u["core_seconds"]
+    assert list(cwd.iterdir()) == [], "nothing is written where the scheduler runs"
+    # a second attach to the same scheduler finds the counter and records only its own share
+    h2 = C.start_cluster("remote", name="far-again", address=addr)
+    h2.close()
+    assert costs.usage_history("far-again")[0]["core_seconds"] < hist["core_seconds"]
+
+
+def test_a_remote_scheduler_without_mlscale_is_unknown_not_zero(project, separate_scheduler, caplog):
+    from conftest import mlscale
+    from mlscale_sdk import clusters as C, costs
+    addr, _ = separate_scheduler(mlscale=False)
+    h = C.start_cluster("remote", name="bare", address=addr)
+    try:
+        assert "mlscale is not importable on the scheduler" in h.usage_unknown, h.usage_unknown
+        assert "core-hours unknown" in caplog.text
+        assert costs.usage_of(h) is None
+        assert h.client.submit(lambda x: x + 1, 1).result() == 2  # the cluster itself works
+        rec = C.list_clusters(details=True)[0]
+        assert rec.workers == 1 and rec.core_hours is None
+        line = next(ln for ln in mlscale("cluster", "list").stdout.splitlines() if ln.startswith("bare"))
+        assert "core_hours=unknown" in line, line
+    finally:
+        h.close()
+    assert costs.usage_history("bare") == [], "unknown is not recorded as zero"

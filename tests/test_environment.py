@@ -40,6 +40,7 @@ def scheduler(tmp_path):
     def add_fake():
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
         procs.append(_worker(addr, "other", env))
+        return procs[-1]
 
     yield addr, add_fake
     for p in procs:
@@ -107,6 +108,50 @@ def test_error_mode_refuses_to_attach_and_off_is_silent(project, scheduler, monk
         warnings.simplefilter("error")
         with C.start_cluster("remote", name="lax", address=addr):
             pass
+
+
+def _events(client, n=1, timeout=60):
+    from mlscale_sdk.environment import VERSION_TOPIC
+    wait_for(lambda: len(client.get_events(VERSION_TOPIC)) >= n, timeout=timeout, what="the joined worker's check")
+    return [e for _, e in client.get_events(VERSION_TOPIC)]
+
+
+def test_a_worker_joining_after_attach_is_checked_and_warned(project, scheduler, caplog):
+    addr, add_fake = scheduler
+    _n_workers(addr, 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with C.start_cluster("remote", name="later", address=addr) as c:
+            assert not [w for w in caught if "package versions differ" in str(w.message)], "all agree on attach"
+            fake = add_fake()
+            c.client.wait_for_workers(2, timeout=60)
+            (ev,) = _events(c.client)
+            other = next(a for a, w in c.workers().items() if w["name"] == "other")
+            assert len(c.workers()) == 2 and fake.poll() is None, "warn mode keeps the worker"
+    mine = environment()["mlflow"]
+    assert ev["cluster"] == "later" and ev["worker"] == other and ev["mode"] == "warn"
+    assert f"mlflow: {mine} on client; {FAKE} on worker {other}" in ev["message"], ev["message"]
+    msgs = [str(w.message) for w in caught if "which joined after attach" in str(w.message)]
+    assert msgs == [ev["message"]], msgs
+    assert ev["message"] in caplog.text
+    assert "numpy" not in ev["message"]
+
+
+def test_error_mode_closes_a_worker_that_joins_after_attach(project, scheduler, monkeypatch):
+    addr, add_fake = scheduler
+    _n_workers(addr, 1)
+    monkeypatch.setenv("MLSCALE_VERSION_CHECK", "error")
+    settings.cache_clear()
+    with C.start_cluster("remote", name="strict-later", address=addr) as c:
+        fake = add_fake()
+        (ev,) = _events(c.client)
+        assert ev["mode"] == "error" and f"{FAKE} on worker" in ev["message"]
+        assert "was closed (version_check = error)" in ev["message"]
+        fake.wait(timeout=60)  # the worker and its nanny shut down: the process is gone, it does not come back
+        wait_for(lambda: len(c.workers()) == 1, timeout=30, what="the refused worker to leave")
+        assert {w["name"] for w in c.workers().values()} == {"same"}
+        assert c.client.submit(lambda x: x * 2, 21).result() == 42
+    assert C.scheduler_alive(addr), "closing a worker must not stop somebody else's scheduler"
 
 
 def test_bad_version_check_setting_is_a_clear_error(project, monkeypatch):

@@ -106,6 +106,9 @@ def test_profile_connects_computes_scales_registers_and_closes(gw_env):
         h.close()
     assert "gw-one" not in {r.name for r in C.list_clusters()}
     wait_for(lambda: not _clusters_on(addr), timeout=30, what="the gateway to stop the cluster")
+    from mlscale_sdk import costs
+    (u,) = costs.usage_history("gw-one")  # counted on the gateway's scheduler, recorded here when it closed
+    assert u["profile"] == "gateway" and u["core_seconds"] > 0, u
 
 
 def test_wrong_password_is_a_clear_error(gw_env, monkeypatch):
@@ -166,3 +169,36 @@ def test_unreachable_gateway_is_a_cluster_error(project, monkeypatch):
 def test_reachable(gw_env):
     ok, why = G.reachable("gateway")
     assert ok, why
+
+
+# ---------------------------------------------------------------- `mlscale cluster profiles`: INSTALLED / REACHABLE
+
+def test_backend_status_of_the_gateway_profile(gw_env, monkeypatch):
+    from conftest import mlscale
+    from mlscale_sdk.slurm import backend_status
+    st = backend_status("gateway")
+    assert st["installed"] is True and st["reachable"] is True, st
+    out = json.loads(mlscale("cluster", "profiles", "--json").stdout)
+    assert out["gateway"]["reachable"] is True, out["gateway"]
+    monkeypatch.setenv("DASK_GATEWAY_ADDRESS", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    t0 = time.monotonic()
+    st = backend_status("gateway")
+    assert st["reachable"] is False and "did not answer" in st["reason"], st
+    assert time.monotonic() - t0 < 5
+
+
+def test_backend_status_with_an_unset_address_is_unknown(project, monkeypatch):
+    from conftest import mlscale
+    from mlscale_sdk.slurm import backend_status
+    (project / "clusters").mkdir()
+    (project / "clusters" / "gw-site.yaml").write_text(
+        "cls: mlscale_sdk.gateway.gateway_cluster\noptions:\n  address: ${MLSCALE_TEST_GATEWAY_ADDRESS}\n")
+    monkeypatch.delenv("MLSCALE_TEST_GATEWAY_ADDRESS", raising=False)
+    st = backend_status("gw-site")
+    assert st == {"installed": True, "reachable": None, "reason": "unknown (MLSCALE_TEST_GATEWAY_ADDRESS unset)"}, st
+    assert G.reachable("gw-site")[0] is None
+    r = mlscale("cluster", "profiles")
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("gw-site"))
+    assert line.split()[1:3] == ["yes", "unknown"], r.stdout
+    assert "MLSCALE_TEST_GATEWAY_ADDRESS unset" in r.stdout
+    assert json.loads(mlscale("cluster", "profiles", "--json").stdout)["gw-site"]["reachable"] is None

@@ -94,8 +94,8 @@ def _jobs() -> list[str]:
 def test_backend_status(slurm, project):
     from mlscale_sdk.slurm import backend_status, check_slurm
     assert "idle" in check_slurm()
-    assert backend_status("slurm") == {"installed": True, "reachable": True}
-    assert backend_status("local") == {"installed": True, "reachable": True}
+    assert backend_status("slurm") == {"installed": True, "reachable": True, "reason": "sinfo answered"}
+    assert backend_status("local") == {"installed": True, "reachable": True, "reason": "runs on this machine"}
     assert backend_status("remote")["reachable"] is False  # nothing listens on the default address
     out = json.loads(mlscale("cluster", "profiles", "--json").stdout)
     assert (out["slurm"]["installed"], out["slurm"]["reachable"]) == (True, True)
@@ -108,7 +108,8 @@ def test_unreachable_slurm_is_a_clear_error(project, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sinfo at all
     with pytest.raises(SlurmUnavailableError, match="slurm-wlm"):
         check_slurm()
-    assert backend_status("slurm")["reachable"] is False
+    st = backend_status("slurm")
+    assert st["reachable"] is False and "slurm-wlm" in st["reason"], st
 
 
 def test_cluster_on_slurm(slurm, project, monkeypatch):

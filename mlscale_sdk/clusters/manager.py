@@ -192,7 +192,9 @@ def _check_versions(
     mode = settings().version_check
     if mode == "off":
         return
-    from mlscale_sdk.environment import version_report
+    from mlscale_sdk.environment import version_report, watch_workers
+
+    watch_workers(client, name, mode)  # workers that join later are checked when they do
 
     if not (msg := version_report(client)):
         return
@@ -243,6 +245,9 @@ class ClusterHandle:
 
                 self._client = Client(self.cluster, set_as_default=self.set_as_default)
             _check_versions(self._client, self.name)
+            from mlscale_sdk.costs import attach_usage
+
+            attach_usage(self)  # a scheduler outside this process counts usage (or it is unknown)
         return self._client
 
     def workers(self) -> dict:
@@ -280,6 +285,9 @@ class ClusterHandle:
             if self._closed:
                 return
             try:
+                from mlscale_sdk.costs import detach_usage
+
+                detach_usage(self)  # what a scheduler outside this process counted, recorded before letting go
                 if self._client is not None and not isinstance(self.cluster, RemoteCluster):
                     self._client.close()
                 self.cluster.close()

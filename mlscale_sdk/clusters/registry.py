@@ -243,7 +243,7 @@ def _fill_details(rec: ClusterRecord):
     except Exception:  # not started by mlscale (remote, SSH)
         return
     for k in ("idle_timeout", "idle_left", "core_hours", "gpu_hours", "cost"):
-        setattr(rec, k, u.get(k))
+        setattr(rec, k, u.get(k) if isinstance(u, dict) else None)  # None: a scheduler without the handler
 
 # %% ../../nbs/01g_clusters_registry.ipynb #235ad7a5
 def _control(name: str, op: str, **msg):
