@@ -20,6 +20,7 @@ from jupyter_server.auth.utils import HTTP_METHOD_TO_AUTH_ACTION
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
+from .api_models import OPERATIONS, check_body, fields_of_model, shape
 from .config import get_logger
 from .errors import ConflictError, NotFoundError, ValidationError
 
@@ -97,7 +98,8 @@ def api(method):
             else:
                 msg = getattr(e, "log_message", None) or str(e)
             self.set_status(code)
-            self.finish(json.dumps({"error": msg}))
+            fields = getattr(e, "fields", None)
+            self.finish(json.dumps({"error": msg, **({"fields": fields} if fields else {})}))
             return
         if out is None:
             self.set_status(204)
@@ -108,7 +110,7 @@ def api(method):
         if status == 304:
             self.finish()
             return
-        self.finish(json.dumps(out, default=str))
+        self.finish(json.dumps(shape(self.operation.response, out), default=str))
 
     return wrapper
 
@@ -260,10 +262,22 @@ class MlscaleHandler(APIHandler):
     def root(self) -> Path:
         return Path(self.settings.get("server_root_dir") or ".").expanduser()
 
-    def body(self, fields: dict | None = None, what: str | None = None) -> dict:
-        "The request body: a JSON object with only `fields` (none when not given), checked."
-        what = what or f"{self.request.method} {self.request.path}"
-        return check_fields(parse_json(self.request.body), fields or {}, what)
+    template = ""  # the route's OpenAPI path template (set from `ROUTES`)
+
+    @property
+    def operation(self):
+        "This route and method in `api_models.OPERATIONS`: its body and response models."
+        return OPERATIONS[(self.template, self.request.method.lower())]
+
+    def body(self) -> dict:
+        "The request body as given, checked by the route's body model (no body model: an empty object only)."
+        op = self.operation
+        what = op.what or f"{self.request.method} {self.request.path}"
+        model = op.body
+        b = check_fields(parse_json(self.request.body), fields_of_model(model) if model else {}, what)
+        if model is not None:
+            check_body(model, b, what)
+        return b
 
     def unless_unchanged(self, out, since: str | None):
         "Answer `out` with its change token in `X-Mlscale-Token`, or a bodiless 304 when `since` is that token."
@@ -322,9 +336,6 @@ def _profile_dict(p) -> dict:
     return {"name": p.name, "cls": p.cls, "options": p.options, "description": p.description, "gpu": p.gpu}
 
 
-_START = {"profile": ((str,), True), "name": ((str, type(None)), False), "options": ((dict, type(None)), False)}
-
-
 def _start_options(b: dict, fn) -> dict:
     "The cluster options of a start request; `BadRequest` for one that would set a keyword of `fn` itself."
     options = b.get("options") or {}
@@ -352,7 +363,7 @@ class ClustersHandler(MlscaleHandler):
     async def post(self):
         from mlscale_sdk import clusters
 
-        b, _ = self.body(_START, "starting a cluster"), self.query()
+        b, _ = self.body(), self.query()
         options = _start_options(b, clusters.start_detached)
         rec = await self.call(clusters.start_detached, b["profile"], name=b.get("name"), overrides=options)
         return 201, rec.to_dict()
@@ -387,7 +398,7 @@ class ClusterScaleHandler(MlscaleHandler):
     async def post(self, name):
         from mlscale_sdk import clusters
 
-        b, _ = self.body(fields_of(clusters.scale_cluster, ("name",)), "scaling a cluster"), self.query()
+        b, _ = self.body(), self.query()
         await self.call(clusters.scale_cluster, name, b["n"])
         return {"name": name, "n": b["n"]}
 
@@ -399,7 +410,7 @@ class ClusterAdaptHandler(MlscaleHandler):
     async def post(self, name):
         from mlscale_sdk import clusters
 
-        b, _ = self.body(fields_of(clusters.adapt_cluster, ("name",)), "adapting a cluster"), self.query()
+        b, _ = self.body(), self.query()
         await self.call(clusters.adapt_cluster, name, b["minimum"], b["maximum"])
         return {"name": name, "minimum": b["minimum"], "maximum": b["maximum"]}
 
@@ -419,7 +430,7 @@ class JobsHandler(MlscaleHandler):
     async def post(self):
         from mlscale_sdk import jobs
 
-        b, _ = self.body(fields_of(jobs.promote, ("spec",)), "promoting a notebook"), self.query()
+        b, _ = self.body(), self.query()
         nb = confine(self.root, b.pop("notebook"))
         return 201, (await self.call(jobs.promote, nb, **b)).to_dict()
 
@@ -449,7 +460,7 @@ class JobRunNowHandler(MlscaleHandler):
     async def post(self, name):
         from mlscale_sdk import jobs
 
-        b, _ = self.body({"parameters": ((dict, type(None)), False)}, "running a job"), self.query()
+        b, _ = self.body(), self.query()
         return 202, (await self.call(jobs.run_now, name, b.get("parameters") or {})).to_dict()
 
 
@@ -577,7 +588,7 @@ class ModelPromoteHandler(MlscaleHandler):
     async def post(self, name):
         from mlscale_sdk import tracking
 
-        b, _ = self.body(fields_of(tracking.promote, ("name",)), "promoting a model"), self.query()
+        b, _ = self.body(), self.query()
         return asdict(await self.call(tracking.promote, name, **b))
 
 # %% ../nbs/10_server.ipynb #2fd856e6
@@ -641,6 +652,8 @@ ROUTES = [
     ("/monitor/metrics/{job}/{metric}", MetricSeriesHandler),
 ]
 API_PREFIX = "mlscale/api"
+for _template, _handler in ROUTES:
+    _handler.template = _template  # the handler finds its body and response models by it
 
 
 def route_methods(handler) -> list[str]:

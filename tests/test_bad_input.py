@@ -152,18 +152,20 @@ def example(template, name=JOB):
 
 
 def route_fields(template, method):
-    "The body fields a route takes (from the server's own declarations) and a valid base body."
-    from mlscale_sdk import clusters, jobs, server, tracking
-    if method != "post":
+    "The body fields a route takes (from its body model in the server's contract) and a valid base body."
+    from mlscale_sdk import api_models
+    op = api_models.OPERATIONS.get((template, method))
+    valid = {
+        "/clusters": {"profile": "no-such-profile"},
+        "/clusters/{name}/scale": {"n": 1},
+        "/clusters/{name}/adapt": {"minimum": 0, "maximum": 1},
+        "/jobs": {"notebook": "nb.ipynb", "name": "other"},
+        "/jobs/{name}/run": {},
+        "/mlflow/models/{name}/promote": {"version": 1},
+    }
+    if op is None or op.body is None:
         return {}, {}
-    return {
-        "/clusters": (server._START, {"profile": "no-such-profile"}),
-        "/clusters/{name}/scale": (server.fields_of(clusters.scale_cluster, ("name",)), {"n": 1}),
-        "/clusters/{name}/adapt": (server.fields_of(clusters.adapt_cluster, ("name",)), {"minimum": 0, "maximum": 1}),
-        "/jobs": (server.fields_of(jobs.promote, ("spec",)), {"notebook": "nb.ipynb", "name": "other"}),
-        "/jobs/{name}/run": ({"parameters": ((dict, type(None)), False)}, {}),
-        "/mlflow/models/{name}/promote": (server.fields_of(tracking.promote, ("name",)), {"version": 1}),
-    }.get(template, ({}, {}))
+    return api_models.fields_of_model(op.body), valid[template]
 
 
 def http_cases():

@@ -151,7 +151,8 @@ def test_generated_typescript_types_are_current():
         pytest.skip("labextension/node_modules missing (cd labextension && jlpm install)")
     out = EXT / "lib-test" / "openapi.check.d.ts"
     out.parent.mkdir(exist_ok=True)
-    subprocess.run([str(gen), "../mlscale_sdk/openapi.yaml", "--empty-objects-unknown", "-o", str(out)], cwd=EXT,
+    subprocess.run([str(gen), "../mlscale_sdk/openapi.yaml", "--empty-objects-unknown", "--default-non-nullable", "false",
+                    "-o", str(out)], cwd=EXT,
                    check=True, capture_output=True, timeout=120)
     subprocess.run([str(prettier), "--write", str(out)], cwd=EXT, check=True, capture_output=True, timeout=120)
     assert out.read_text() == (EXT / "src" / "openapi.d.ts").read_text(), "run `jlpm gen:types` in labextension/"

@@ -148,7 +148,7 @@ export function ruleBody(r: RuleForm): { body?: Rule; error?: string } {
   const thr = Number(r.threshold);
   if (r.threshold.trim() === '' || !isFinite(thr))
     return { error: 'metric rule: a numeric threshold' };
-  return { body: { metric: r.metric.trim(), op: r.op, threshold: thr, actions } };
+  return { body: { metric: r.metric.trim(), op: r.op as Rule['op'], threshold: thr, actions } };
 }
 
 /** Build the POST /jobs body from the dialog, or the list of field errors. */
