@@ -1086,6 +1086,7 @@ export interface components {
       cls?: string;
       scheduler_address?: string;
       dashboard_link?: string | null;
+      dashboard_proxy?: string | null;
       owner_pid?: number | null;
       gpu?: boolean;
       /** Format: date-time */
