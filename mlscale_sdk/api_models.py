@@ -206,6 +206,7 @@ class ClusterOut(Out):
     cls: str
     scheduler_address: str
     dashboard_link: str | None = None
+    dashboard_proxy: str | None = None  # the dashboard through the Jupyter server's proxy (this machine only)
     owner_pid: int | None = None
     owner_host: str | None = None
     owner_user: str | None = None

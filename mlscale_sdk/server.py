@@ -357,7 +357,7 @@ class ClustersHandler(MlscaleHandler):
         self.body()
         since = self.query(strs=("since",))["since"]
         recs = await self.call(clusters.list_clusters, details=True)
-        return self.unless_unchanged([r.to_dict() for r in recs], since)
+        return self.unless_unchanged([self.cluster_dict(r) for r in recs], since)
 
     @endpoint
     async def post(self):
@@ -366,7 +366,14 @@ class ClustersHandler(MlscaleHandler):
         b, _ = self.body(), self.query()
         options = _start_options(b, clusters.start_detached)
         rec = await self.call(clusters.start_detached, b["profile"], name=b.get("name"), overrides=options)
-        return 201, rec.to_dict()
+        return 201, self.cluster_dict(rec)
+
+    def cluster_dict(self, rec) -> dict:
+        "A cluster's dict with its dashboard's path through the Jupyter server's proxy (`dashboard_proxy`)."
+        from mlscale_sdk.dashboards import with_dashboard_proxy
+
+        proxied = self.settings.get("mlscale_proxy", False)
+        return with_dashboard_proxy(rec.to_dict(), self.base_url, proxied)
 
 
 class ProfilesHandler(MlscaleHandler):
@@ -679,3 +686,12 @@ def _load_jupyter_server_extension(serverapp):
     handlers = [(url_path_join(base, API_PREFIX, url_pattern(t)), h) for t, h in ROUTES]
     web_app.add_handlers(".*$", handlers)
     serverapp.log.info(f"mlscale API at {url_path_join(base, API_PREFIX)} ({len(handlers)} routes)")
+    _restrict_dashboard_proxy(serverapp)
+
+
+def _restrict_dashboard_proxy(serverapp):
+    "Limit jupyter-server-proxy's port routes to the dashboards of registered clusters (`dashboards.restrict_proxy`)."
+    from mlscale_sdk.dashboards import restrict_proxy
+
+    n = restrict_proxy(serverapp.web_app)
+    serverapp.log.info(f"mlscale: {n} proxy routes limited to cluster dashboards" if n else "mlscale: no proxy")

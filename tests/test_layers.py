@@ -12,7 +12,7 @@ PKG = "mlscale_sdk"
 # The layers of DESIGN.md, top to bottom (a module may import its own layer and the ones below it).
 # A submodule belongs to the layer of its package (`train.xgboost` is `train`).
 LAYERS = {
-    "interfaces": ["server", "api_models", "cli", "widgets", "demo"],
+    "interfaces": ["server", "api_models", "dashboards", "cli", "widgets", "demo"],
     "operations": ["scheduler", "jobs", "monitor"],
     "ml": ["features", "train", "tracking"],
     "compute": ["clusters", "data", "gateway", "kubernetes", "environment", "slurm", "costs"],

@@ -9,6 +9,7 @@ import {
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 import { api, post } from './api';
+import { openDashboardPlot, registerDashboardCommand, DashboardPlot, PLOTS } from './dashboard';
 import {
   clientCode,
   formatBytes,
@@ -203,6 +204,15 @@ class MlscalePanel extends Widget {
     );
     if (r.dashboard_link)
       row.append(el('a', { href: r.dashboard_link, target: '_blank' }, 'dashboard'));
+    if (r.dashboard_proxy)
+      for (const [plot, { label }] of Object.entries(PLOTS))
+        row.append(
+          button(
+            label,
+            () => void openDashboardPlot(this.app, r, plot as DashboardPlot),
+            'mlscale-plot'
+          )
+        );
     return row;
   }
 
@@ -591,6 +601,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     if (palette) palette.addItem({ command: PROMOTE, category: 'mlscale' });
+    registerDashboardCommand(app, palette);
     tracker.widgetAdded.connect((_, nb) => {
       const btn = new ToolbarButton({
         label: 'Promote to job',

@@ -24,40 +24,17 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description Running clusters of the project */
+        /** @description clusters */
         200: {
           headers: {
-            /** @description the change token */
             'X-Mlscale-Token'?: string;
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['ClusterOut'][];
+            'application/json': components['schemas']['Cluster'][];
           };
         };
-        /** @description unchanged since the given token */
-        304: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
+        403: components['responses']['Forbidden'];
       };
     };
     put?: never;
@@ -71,35 +48,25 @@ export interface paths {
       };
       requestBody: {
         content: {
-          'application/json': components['schemas']['StartCluster'];
+          'application/json': {
+            profile: string;
+            name?: string;
+            options?: Record<string, unknown>;
+          };
         };
       };
       responses: {
-        /** @description Start a cluster from a profile in a detached process */
+        /** @description the started cluster */
         201: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['ClusterOut'];
+            'application/json': components['schemas']['Cluster'];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
       };
     };
     delete?: never;
@@ -125,31 +92,16 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description Cluster profiles visible from the project */
+        /** @description profiles */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['ProfileOut'][];
+            'application/json': components['schemas']['Profile'][];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
+        403: components['responses']['Forbidden'];
       };
     };
     put?: never;
@@ -164,7 +116,9 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        name: components['parameters']['name'];
+      };
       cookie?: never;
     };
     get?: never;
@@ -176,44 +130,21 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: string;
+          name: components['parameters']['name'];
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description Stop a running cluster */
+        /** @description stopped */
         204: {
           headers: {
             [name: string]: unknown;
           };
           content?: never;
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     options?: never;
@@ -225,7 +156,9 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        name: components['parameters']['name'];
+      };
       cookie?: never;
     };
     get?: never;
@@ -236,50 +169,30 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: string;
+          name: components['parameters']['name'];
         };
         cookie?: never;
       };
       requestBody: {
         content: {
-          'application/json': components['schemas']['Scale'];
+          'application/json': {
+            n: number;
+          };
         };
       };
       responses: {
-        /** @description Scale a cluster to n workers */
+        /** @description scaled */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['ScaledOut'];
+            'application/json': Record<string, unknown>;
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     delete?: never;
@@ -292,7 +205,9 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        name: components['parameters']['name'];
+      };
       cookie?: never;
     };
     get?: never;
@@ -303,50 +218,31 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: string;
+          name: components['parameters']['name'];
         };
         cookie?: never;
       };
       requestBody: {
         content: {
-          'application/json': components['schemas']['Adapt'];
+          'application/json': {
+            minimum: number;
+            maximum: number;
+          };
         };
       };
       responses: {
-        /** @description Adaptive scaling between minimum and maximum workers */
+        /** @description adaptive */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['AdaptedOut'];
+            'application/json': Record<string, unknown>;
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     delete?: never;
@@ -369,7 +265,7 @@ export interface paths {
     get: {
       parameters: {
         query?: {
-          /** @description a previous X-Mlscale-Token: 304 when unchanged */
+          /** @description a previous X-Mlscale-Token */
           since?: string;
         };
         header?: never;
@@ -378,15 +274,14 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description All jobs, with next run and last run */
+        /** @description jobs */
         200: {
           headers: {
-            /** @description the change token */
             'X-Mlscale-Token'?: string;
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['JobOut'][];
+            'application/json': components['schemas']['Job'][];
           };
         };
         /** @description unchanged since the given token */
@@ -396,26 +291,14 @@ export interface paths {
           };
           content?: never;
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
+        403: components['responses']['Forbidden'];
       };
     };
     put?: never;
-    /** Promote a notebook (path relative to the server root) to a job */
+    /**
+     * Promote a notebook (path relative to the server root) to a job
+     * @description The fields are those of `mlscale_sdk.jobs.promote`.
+     */
     post: {
       parameters: {
         query?: never;
@@ -425,44 +308,39 @@ export interface paths {
       };
       requestBody: {
         content: {
-          'application/json': components['schemas']['PromoteJob'];
+          'application/json': {
+            notebook: string;
+            name?: string;
+            schedule?: string | null;
+            timezone?: string;
+            parameters?: Record<string, unknown>;
+            cluster?: (string | Record<string, unknown>) | null;
+            retries?: number;
+            retry_delay?: number;
+            timeout?: number | null;
+            max_concurrent?: number;
+            /** @enum {string} */
+            catchup?: 'latest' | 'all' | 'none';
+            tags?: Record<string, unknown>;
+            alerts?: Record<string, unknown>[];
+            on_failure?: Record<string, unknown>[];
+            on_missed_schedule?: Record<string, unknown>[];
+            paused?: boolean;
+          };
         };
       };
       responses: {
-        /** @description Promote a notebook */
+        /** @description the job */
         201: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['JobOut'];
+            'application/json': components['schemas']['Job'];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
       };
     };
     delete?: never;
@@ -475,7 +353,9 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        name: components['parameters']['name'];
+      };
       cookie?: never;
     };
     /** One job */
@@ -484,46 +364,23 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: string;
+          name: components['parameters']['name'];
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description One job */
+        /** @description the job */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['JobOut'];
+            'application/json': components['schemas']['Job'];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     put?: never;
@@ -534,44 +391,22 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: string;
+          name: components['parameters']['name'];
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description Delete a job */
+        /** @description deleted */
         204: {
           headers: {
             [name: string]: unknown;
           };
           content?: never;
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     options?: never;
@@ -583,7 +418,9 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        name: components['parameters']['name'];
+      };
       cookie?: never;
     };
     get?: never;
@@ -594,50 +431,30 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: string;
+          name: components['parameters']['name'];
         };
         cookie?: never;
       };
       requestBody?: {
         content: {
-          'application/json': components['schemas']['RunNow'];
+          'application/json': {
+            parameters?: Record<string, unknown>;
+          };
         };
       };
       responses: {
-        /** @description Queue a run now */
+        /** @description the queued run */
         202: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['RunOut'];
+            'application/json': components['schemas']['Run'];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     delete?: never;
@@ -650,7 +467,9 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        name: components['parameters']['name'];
+      };
       cookie?: never;
     };
     get?: never;
@@ -661,46 +480,23 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: string;
+          name: components['parameters']['name'];
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description Pause scheduling */
+        /** @description the job */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['JobOut'];
+            'application/json': components['schemas']['Job'];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     delete?: never;
@@ -713,7 +509,9 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        name: components['parameters']['name'];
+      };
       cookie?: never;
     };
     get?: never;
@@ -724,46 +522,23 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: string;
+          name: components['parameters']['name'];
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description Resume scheduling from now */
+        /** @description the job */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['JobOut'];
+            'application/json': components['schemas']['Job'];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     delete?: never;
@@ -774,60 +549,41 @@ export interface paths {
   };
   '/jobs/{name}/history': {
     parameters: {
-      query?: never;
+      query?: {
+        limit?: components['parameters']['limit'];
+      };
       header?: never;
-      path?: never;
+      path: {
+        name: components['parameters']['name'];
+      };
       cookie?: never;
     };
     /** Runs of a job, newest first */
     get: {
       parameters: {
         query?: {
-          /** @description at most this many (default 50) */
-          limit?: number;
+          limit?: components['parameters']['limit'];
         };
         header?: never;
         path: {
-          name: string;
+          name: components['parameters']['name'];
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description Runs of a job, newest first */
+        /** @description runs */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['RunOut'][];
+            'application/json': components['schemas']['Run'][];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     put?: never;
@@ -842,7 +598,9 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        run_id: components['parameters']['run_id'];
+      };
       cookie?: never;
     };
     /** One run */
@@ -851,46 +609,23 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          run_id: string;
+          run_id: components['parameters']['run_id'];
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description One run */
+        /** @description the run */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['RunOut'];
+            'application/json': components['schemas']['Run'];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     put?: never;
@@ -905,55 +640,38 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        run_id: components['parameters']['run_id'];
+      };
       cookie?: never;
     };
-    /** The run's output notebook, relative to the server root */
+    /** The run's output notebook, relative to the server root (path is null when outside it) */
     get: {
       parameters: {
         query?: never;
         header?: never;
         path: {
-          run_id: string;
+          run_id: components['parameters']['run_id'];
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description The run's output notebook, relative to the server root */
+        /** @description the output notebook */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['RunOutputOut'];
+            'application/json': {
+              run_id?: string;
+              path?: string | null;
+              absolute_path?: string;
+            };
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     put?: never;
@@ -984,40 +702,21 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description The parameters declared by a notebook's `parameters` cell */
+        /** @description parameters */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['NotebookParametersOut'];
+            'application/json': {
+              path?: string;
+              parameters?: Record<string, unknown>;
+            };
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     put?: never;
@@ -1045,31 +744,16 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description MLflow experiments */
+        /** @description experiments */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['ExperimentOut'][];
+            'application/json': Record<string, unknown>[];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
+        403: components['responses']['Forbidden'];
       };
     };
     put?: never;
@@ -1093,8 +777,7 @@ export interface paths {
         query?: {
           /** @description experiment id (default all) */
           experiment?: string;
-          /** @description at most this many (default 50) */
-          limit?: number;
+          limit?: components['parameters']['limit'];
         };
         header?: never;
         path?: never;
@@ -1102,40 +785,18 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description Recent MLflow runs with metrics */
+        /** @description runs */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['MlflowRunOut'][];
+            'application/json': Record<string, unknown>[];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     put?: never;
@@ -1163,31 +824,16 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description Registered models with versions and aliases */
+        /** @description models */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['ModelOut'][];
+            'application/json': components['schemas']['Model'][];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
+        403: components['responses']['Forbidden'];
       };
     };
     put?: never;
@@ -1202,7 +848,9 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        name: components['parameters']['name'];
+      };
       cookie?: never;
     };
     /** One registered model */
@@ -1211,46 +859,23 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: string;
+          name: components['parameters']['name'];
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description One registered model */
+        /** @description the model */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['ModelOut'];
+            'application/json': components['schemas']['Model'];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     put?: never;
@@ -1265,7 +890,9 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        name: components['parameters']['name'];
+      };
       cookie?: never;
     };
     get?: never;
@@ -1276,50 +903,38 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: string;
+          name: components['parameters']['name'];
         };
         cookie?: never;
       };
       requestBody: {
         content: {
-          'application/json': components['schemas']['PromoteModel'];
+          'application/json': {
+            version: number | string;
+            alias?: string;
+            require?: Record<string, unknown>;
+            compare_to?: string | null;
+            metric?: string;
+            greater_is_better?: boolean;
+          };
         };
       };
       responses: {
-        /** @description Audited promotion */
+        /** @description the decision */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['PromotionOut'];
+            'application/json': {
+              promoted?: boolean;
+              reasons?: string[];
+            };
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description unknown job, run, cluster or model */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
+        404: components['responses']['NotFound'];
       };
     };
     delete?: never;
@@ -1339,9 +954,7 @@ export interface paths {
     get: {
       parameters: {
         query?: {
-          /** @description at most this many (default 50) */
-          limit?: number;
-          /** @description only this job's */
+          limit?: components['parameters']['limit'];
           job?: string;
         };
         header?: never;
@@ -1350,31 +963,17 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description Recent alerts, newest first */
+        /** @description alerts */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['AlertOut'][];
+            'application/json': Record<string, unknown>[];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
       };
     };
     put?: never;
@@ -1389,7 +988,9 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path?: never;
+      path: {
+        job: string;
+      };
       cookie?: never;
     };
     /** The metrics a job's runs logged, with their last values */
@@ -1404,31 +1005,16 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description The metrics a job's runs logged, with their last values */
+        /** @description metrics */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['MetricNameOut'][];
+            'application/json': Record<string, unknown>[];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
+        403: components['responses']['Forbidden'];
       };
     };
     put?: never;
@@ -1441,17 +1027,21 @@ export interface paths {
   };
   '/monitor/metrics/{job}/{metric}': {
     parameters: {
-      query?: never;
+      query?: {
+        limit?: components['parameters']['limit'];
+      };
       header?: never;
-      path?: never;
+      path: {
+        job: string;
+        metric: string;
+      };
       cookie?: never;
     };
     /** A metric's values over a job's runs, oldest first */
     get: {
       parameters: {
         query?: {
-          /** @description at most this many (default 1000) */
-          limit?: number;
+          limit?: components['parameters']['limit'];
         };
         header?: never;
         path: {
@@ -1462,31 +1052,17 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description A metric's values over a job's runs, oldest first */
+        /** @description series */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['MetricPointOut'][];
+            'application/json': Record<string, unknown>[];
           };
         };
-        /** @description bad input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            'application/json': components['schemas']['ErrorOut'];
-          };
-        };
-        /** @description no valid token or cookie (or XSRF) */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
+        400: components['responses']['BadRequest'];
+        403: components['responses']['Forbidden'];
       };
     };
     put?: never;
@@ -1501,563 +1077,94 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
   schemas: {
-    /** @description Adaptive scaling between `minimum` and `maximum` workers. */
-    Adapt: {
-      minimum: number;
-      maximum: number;
-    };
-    AdaptedOut: {
-      name: string;
-      minimum: number;
-      maximum: number;
-    };
-    /** @description An alert that fired, with its actions' outcomes (redacted). */
-    AlertOut: {
-      id: number;
-      job: string;
-      /** @default null */
-      run_id: string | null;
-      kind: string;
-      rule: string;
-      message: string;
-      /** @default null */
-      value: number | null;
-      /** @default null */
-      threshold: number | null;
-      /** @default null */
-      ok: boolean | null;
-      /** @default null */
-      fired_at: string | null;
-      /** @default [] */
-      actions: {
-        [key: string]: unknown;
-      }[];
-    };
-    /** @description A metric threshold or drift rule with its actions (the monitor's `AlertRule`). */
-    AlertRuleBody: {
-      /** @default null */
-      name?: string | null;
-      /** @default null */
-      metric?: string | null;
-      /** @default null */
-      op?: ('<' | '<=' | '>' | '>=' | '==' | '!=') | null;
-      /** @default null */
-      threshold?: number | null;
-      /** @default {} */
-      labels?: {
-        [key: string]: string;
-      };
-      /** @default null */
-      drift?: components['schemas']['DriftCondition'] | null;
-      /** @default 1 */
-      for_runs?: number;
-      /** @default 3600 */
-      cooldown?: number;
-      /** @default [] */
-      actions?: (
-        | components['schemas']['WebhookAction']
-        | components['schemas']['SlackAction']
-        | components['schemas']['EmailActionBody']
-        | components['schemas']['RetrainAction']
-      )[];
-    };
-    /** @description A running cluster of the project (started from the panel, the CLI or code in any kernel). */
-    ClusterOut: {
-      name: string;
-      profile: string;
-      cls: string;
-      scheduler_address: string;
-      /** @default null */
-      dashboard_link: string | null;
-      /** @default null */
-      owner_pid: number | null;
-      /** @default null */
-      owner_host: string | null;
-      /** @default null */
-      owner_user: string | null;
-      /** @default false */
-      gpu: boolean;
-      started_at: string;
-      /** @default null */
-      workers: number | null;
-      /** @default null */
-      threads: number | null;
-      /** @default null */
-      memory: number | null;
-      /** @default null */
-      idle_timeout: number | null;
-      /** @default null */
-      idle_left: number | null;
-      /** @default null */
-      core_hours: number | null;
-      /** @default null */
-      gpu_hours: number | null;
-      /** @default null */
-      cost: number | null;
-    };
-    /** @description A drift rule: one statistic of one column, e.g. `{column: amount, psi: '> 0.2'}`. */
-    DriftCondition: {
-      column: string;
-      /** @default null */
-      psi?: string | null;
-      /** @default null */
-      ks?: string | null;
-      /** @default null */
-      ks_pvalue?: string | null;
-      /** @default null */
-      chi2_pvalue?: string | null;
-    };
-    /** @description Send an e-mail: `{email: address}` or `{email: [addresses]}` (the monitor's `EmailAction`). */
-    EmailActionBody: {
-      email: string | string[];
-      /** @default null */
-      subject?: string | null;
-      /** @default null */
-      smtp_host?: string | null;
-      /** @default null */
-      smtp_port?: number | null;
-      /** @default null */
-      sender?: string | null;
-      /** @default null */
-      starttls?: boolean | null;
-    };
-    /** @description An error answer: its message, and for a bad body the message of each field (`{path: message}`). */
-    ErrorOut: {
+    Error: {
       error: string;
-      /** @default null */
-      fields?: {
-        [key: string]: string;
-      } | null;
     };
-    ExperimentOut: {
-      id: string;
-      name: string;
-      /** @default null */
-      lifecycle_stage: string | null;
-      /** @default null */
-      artifact_location: string | null;
+    Cluster: {
+      name?: string;
+      profile?: string;
+      cls?: string;
+      scheduler_address?: string;
+      dashboard_link?: string | null;
+      dashboard_proxy?: string | null;
+      owner_pid?: number | null;
+      gpu?: boolean;
+      /** Format: date-time */
+      started_at?: string;
+      workers?: number | null;
+      threads?: number | null;
+      memory?: number | null;
     };
-    /** @description A promoted notebook with its spec, versions, next slot and latest run. */
-    JobOut: {
-      name: string;
-      spec: components['schemas']['JobSpecOut'];
-      version: string;
-      /** @default [] */
-      versions: {
-        [key: string]: unknown;
-      }[];
-      /** @default null */
-      created_at: string | null;
-      /** @default null */
-      updated_at: string | null;
-      /** @default null */
-      next_run_at: string | null;
-      /** @default null */
-      last_run: components['schemas']['RunOut'] | null;
-      /** @default false */
-      paused: boolean;
-      /** @default ok */
-      status: string;
-      /** @default null */
-      error: string | null;
+    Profile: {
+      name?: string;
+      cls?: string;
+      options?: Record<string, unknown>;
+      description?: string;
+      gpu?: boolean;
     };
-    /** @description A job's spec as shown (secrets masked). */
-    JobSpecOut: {
-      name: string;
-      notebook: string;
-      /** @default null */
-      schedule: string | null;
-      /** @default UTC */
-      timezone: string;
-      parameters: {
-        [key: string]: unknown;
-      };
-      /** @default null */
-      cluster:
-        | string
-        | {
-            [key: string]: unknown;
-          }
-        | null;
-      /** @default 0 */
-      retries: number;
-      /** @default 60 */
-      retry_delay: number;
-      /** @default null */
-      timeout: number | null;
-      /** @default 1 */
-      max_concurrent: number;
-      /**
-       * @default latest
-       * @enum {string}
-       */
-      catchup: 'latest' | 'all' | 'none';
-      tags: {
-        [key: string]: string;
-      };
-      /** @default false */
-      paused: boolean;
-      alerts: {
-        [key: string]: unknown;
-      }[];
-      on_failure: {
-        [key: string]: unknown;
-      }[];
-      on_missed_schedule: {
-        [key: string]: unknown;
-      }[];
-    };
-    MetricNameOut: {
-      name: string;
-      /** @default [] */
-      labels: {
-        [key: string]: string;
-      }[];
-      /** @default null */
-      last_value: number | null;
-      /** @default null */
-      last_ts: string | null;
-    };
-    MetricPointOut: {
-      /** @default null */
-      run_id: string | null;
-      /** @default null */
-      ts: string | null;
-      value: number;
-      /** @default null */
-      step: number | null;
-      /** @default {} */
-      labels: {
-        [key: string]: string;
-      };
-    };
-    MlflowRunOut: {
-      run_id: string;
-      /** @default null */
-      name: string | null;
-      experiment_id: string;
-      /** @default null */
-      status: string | null;
-      /** @default null */
-      start_time: string | null;
-      /** @default null */
-      end_time: string | null;
-      /** @default {} */
-      metrics: {
-        [key: string]: number;
-      };
-      /** @default {} */
-      params: {
-        [key: string]: string;
-      };
-      /** @default {} */
-      tags: {
-        [key: string]: string;
-      };
-    };
-    /** @description A registered model with its versions and aliases. */
-    ModelOut: {
-      name: string;
-      /** @default null */
-      description: string | null;
-      /** @default {} */
-      aliases: {
-        [key: string]: string;
-      };
-      /** @default {} */
-      tags: {
-        [key: string]: string;
-      };
-      /** @default [] */
-      versions: components['schemas']['ModelVersionOut'][];
-    };
-    /** @description One version of a registered model; its tags hold the recorded promotions (`mlscale.promotion.<alias>.*`). */
-    ModelVersionOut: {
-      version: string;
-      /** @default null */
-      run_id: string | null;
-      /** @default null */
-      status: string | null;
-      /** @default null */
-      source: string | null;
-      /** @default null */
-      created_at: string | null;
-      /** @default [] */
-      aliases: string[];
-      /** @default {} */
-      tags: {
-        [key: string]: string;
-      };
-    };
-    /** @description The parameters a notebook's `parameters` cell declares. */
-    NotebookParametersOut: {
-      /** @default null */
-      path: string | null;
-      /** @default {} */
-      parameters: {
-        [key: string]: components['schemas']['ParameterOut'];
-      };
-    };
-    ParameterOut: {
-      /** @default null */
-      default: string | null;
-      /** @default str */
-      type: string;
-      /** @default  */
-      help: string;
-    };
-    /** @description A cluster profile. */
-    ProfileOut: {
-      name: string;
-      cls: string;
-      /** @default {} */
-      options: {
-        [key: string]: unknown;
-      };
-      /** @default  */
-      description: string;
-      /** @default false */
-      gpu: boolean;
-    };
-    /** @description Promote a notebook to a job: the fields of `mlscale_sdk.jobs.promote`. */
-    PromoteJob: {
-      /** @description notebook path relative to the server root */
-      notebook: string;
-      /**
-       * @description job name (default: the notebook's name)
-       * @default null
-       */
-      name?: string | null;
-      /** @default null */
-      schedule?: string | null;
-      /** @default UTC */
-      timezone?: string;
-      /** @default null */
-      parameters?: {
-        [key: string]: unknown;
-      } | null;
-      /** @default null */
-      cluster?:
-        | string
-        | {
-            [key: string]: unknown;
-          }
-        | null;
-      /** @default 0 */
-      retries?: number;
-      /** @default 60 */
-      retry_delay?: number;
-      /** @default null */
-      timeout?: number | null;
-      /** @default 1 */
-      max_concurrent?: number;
-      /**
-       * @default latest
-       * @enum {string}
-       */
-      catchup?: 'latest' | 'all' | 'none';
-      /** @default null */
-      tags?: {
-        [key: string]: string;
-      } | null;
-      /** @default false */
+    Job: {
+      name?: string;
+      spec?: Record<string, unknown>;
+      version?: string;
+      versions?: Record<string, unknown>[];
+      /** Format: date-time */
+      next_run_at?: string | null;
+      last_run?: components['schemas']['Run'] | null;
       paused?: boolean;
-      /** @default null */
-      alerts?: components['schemas']['AlertRuleBody'][] | null;
-      /** @default null */
-      on_failure?:
-        | (
-            | components['schemas']['WebhookAction']
-            | components['schemas']['SlackAction']
-            | components['schemas']['EmailActionBody']
-            | components['schemas']['RetrainAction']
-          )[]
-        | null;
-      /** @default null */
-      on_missed_schedule?:
-        | (
-            | components['schemas']['WebhookAction']
-            | components['schemas']['SlackAction']
-            | components['schemas']['EmailActionBody']
-            | components['schemas']['RetrainAction']
-          )[]
-        | null;
     };
-    /** @description An audited promotion: move `alias` to `version` if it meets `require` and beats `compare_to`. */
-    PromoteModel: {
-      version: number | string;
-      /** @default champion */
-      alias?: string;
-      /** @default null */
-      require?: {
-        [key: string]: string;
-      } | null;
-      /** @default champion */
-      compare_to?: string | null;
-      /** @default null */
-      metric?: string | null;
-      /** @default true */
-      greater_is_better?: boolean;
+    Run: {
+      id?: string;
+      job?: string;
+      status?: string;
+      attempt?: number;
+      started_at?: string | null;
+      ended_at?: string | null;
+      error?: string | null;
+      mlflow_run_id?: string | null;
+      output_path?: string | null;
+      parameters?: Record<string, unknown>;
+      metrics?: Record<string, unknown>;
     };
-    /** @description The decision of an audited promotion and its reasons. */
-    PromotionOut: {
-      promoted: boolean;
-      alias: string;
-      name: string;
-      version: string;
-      /** @default [] */
-      reasons: string[];
-      /** @default {} */
-      metrics: {
-        [key: string]: number;
-      };
-      /** @default null */
-      champion_version: string | null;
-      /** @default {} */
-      champion_metrics: {
-        [key: string]: number;
-      };
-      /** @default null */
-      metric: string | null;
-    };
-    /** @description Queue a run of another job (the feedback loop). */
-    RetrainAction: {
-      retrain: string;
-      /** @default {} */
-      parameters?: {
-        [key: string]: unknown;
-      };
-    };
-    /** @description Queue a run now, with parameter overrides. */
-    RunNow: {
-      /** @default null */
-      parameters?: {
-        [key: string]: unknown;
-      } | null;
-    };
-    /** @description One run of a job. */
-    RunOut: {
-      id: string;
-      job: string;
-      version: string;
-      /** @default null */
-      scheduled_for: string | null;
-      attempt: number;
-      status: string;
-      /** @default null */
-      started_at: string | null;
-      /** @default null */
-      ended_at: string | null;
-      /** @default null */
-      duration: number | null;
-      /** @default null */
-      error: string | null;
-      /** @default null */
-      mlflow_run_id: string | null;
-      /** @default null */
-      output_path: string | null;
-      /** @default {} */
-      parameters: {
-        [key: string]: unknown;
-      };
-      /** @default {} */
-      metrics: {
-        [key: string]: unknown;
-      };
-      /** @default schedule */
-      trigger: string;
-      /** @default null */
-      queued_at: string | null;
-      /** @default null */
-      not_before: string | null;
-      /** @default [] */
-      attempts: {
-        [key: string]: unknown;
-      }[];
-      /** @default null */
-      executor: string | null;
-      /** @default null */
-      runner_pid: number | null;
-      /** @default false */
-      retrying: boolean;
-      /** @default {} */
-      environment: {
-        [key: string]: unknown;
-      };
-      /** @default  */
-      environment_note: string;
-      /** @default null */
-      usage: {
-        [key: string]: unknown;
-      } | null;
-    };
-    /** @description Where a run's output notebook is (path relative to the server root; null when outside it). */
-    RunOutputOut: {
-      run_id: string;
-      /** @default null */
-      path: string | null;
-      absolute_path: string;
-    };
-    /** @description Scale a cluster to `n` workers. */
-    Scale: {
-      n: number;
-    };
-    ScaledOut: {
-      name: string;
-      n: number;
-    };
-    /** @description A webhook in Slack's format: `{slack: url}` (the fields of `WebhookAction`, `slack` for `webhook`). */
-    SlackAction: {
-      /** @description Slack incoming-webhook URL or a `${ENV}` reference */
-      slack: string;
-      /**
-       * @default generic
-       * @enum {string}
-       */
-      format?: 'generic' | 'slack';
-      /** @default {} */
-      headers?: {
+    Model: {
+      name?: string;
+      aliases?: {
         [key: string]: string;
       };
-      /** @default 3 */
-      retries?: number;
-      /** @default 0.5 */
-      backoff?: number;
-      /** @default 10 */
-      timeout?: number;
-    };
-    /** @description Start a cluster from a profile, in a detached process. */
-    StartCluster: {
-      profile: string;
-      /** @default null */
-      name?: string | null;
-      /** @default null */
-      options?: {
-        [key: string]: unknown;
-      } | null;
-    };
-    /** @description POST a JSON message to a URL (Slack incoming webhooks, or any HTTP endpoint). */
-    WebhookAction: {
-      webhook: string;
-      /**
-       * @default generic
-       * @enum {string}
-       */
-      format?: 'generic' | 'slack';
-      /** @default {} */
-      headers?: {
-        [key: string]: string;
-      };
-      /** @default 3 */
-      retries?: number;
-      /** @default 0.5 */
-      backoff?: number;
-      /** @default 10 */
-      timeout?: number;
+      versions?: Record<string, unknown>[];
     };
   };
-  responses: never;
-  parameters: never;
+  responses: {
+    /** @description bad input */
+    BadRequest: {
+      headers: {
+        [name: string]: unknown;
+      };
+      content: {
+        'application/json': components['schemas']['Error'];
+      };
+    };
+    /** @description unknown job */
+    NotFound: {
+      headers: {
+        [name: string]: unknown;
+      };
+      content: {
+        'application/json': components['schemas']['Error'];
+      };
+    };
+    /** @description no valid token or cookie (or XSRF check failed) */
+    Forbidden: {
+      headers: {
+        [name: string]: unknown;
+      };
+      content?: never;
+    };
+  };
+  parameters: {
+    name: string;
+    run_id: string;
+    limit: number;
+  };
   requestBodies: never;
   headers: never;
   pathItems: never;
