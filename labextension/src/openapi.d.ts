@@ -24,17 +24,40 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description clusters */
+        /** @description Running clusters of the project */
         200: {
           headers: {
+            /** @description the change token */
             'X-Mlscale-Token'?: string;
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Cluster'][];
+            'application/json': components['schemas']['ClusterOut'][];
           };
         };
-        403: components['responses']['Forbidden'];
+        /** @description unchanged since the given token */
+        304: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
       };
     };
     put?: never;
@@ -48,25 +71,35 @@ export interface paths {
       };
       requestBody: {
         content: {
-          'application/json': {
-            profile: string;
-            name?: string;
-            options?: Record<string, unknown>;
-          };
+          'application/json': components['schemas']['StartCluster'];
         };
       };
       responses: {
-        /** @description the started cluster */
+        /** @description Start a cluster from a profile in a detached process */
         201: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Cluster'];
+            'application/json': components['schemas']['ClusterOut'];
           };
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
       };
     };
     delete?: never;
@@ -92,16 +125,31 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description profiles */
+        /** @description Cluster profiles visible from the project */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Profile'][];
+            'application/json': components['schemas']['ProfileOut'][];
           };
         };
-        403: components['responses']['Forbidden'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
       };
     };
     put?: never;
@@ -116,9 +164,7 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        name: components['parameters']['name'];
-      };
+      path?: never;
       cookie?: never;
     };
     get?: never;
@@ -130,21 +176,44 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: components['parameters']['name'];
+          name: string;
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description stopped */
+        /** @description Stop a running cluster */
         204: {
           headers: {
             [name: string]: unknown;
           };
           content?: never;
         };
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     options?: never;
@@ -156,9 +225,7 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        name: components['parameters']['name'];
-      };
+      path?: never;
       cookie?: never;
     };
     get?: never;
@@ -169,30 +236,50 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: components['parameters']['name'];
+          name: string;
         };
         cookie?: never;
       };
       requestBody: {
         content: {
-          'application/json': {
-            n: number;
-          };
+          'application/json': components['schemas']['Scale'];
         };
       };
       responses: {
-        /** @description scaled */
+        /** @description Scale a cluster to n workers */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': Record<string, unknown>;
+            'application/json': components['schemas']['ScaledOut'];
           };
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     delete?: never;
@@ -205,9 +292,7 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        name: components['parameters']['name'];
-      };
+      path?: never;
       cookie?: never;
     };
     get?: never;
@@ -218,31 +303,50 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: components['parameters']['name'];
+          name: string;
         };
         cookie?: never;
       };
       requestBody: {
         content: {
-          'application/json': {
-            minimum: number;
-            maximum: number;
-          };
+          'application/json': components['schemas']['Adapt'];
         };
       };
       responses: {
-        /** @description adaptive */
+        /** @description Adaptive scaling between minimum and maximum workers */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': Record<string, unknown>;
+            'application/json': components['schemas']['AdaptedOut'];
           };
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     delete?: never;
@@ -265,7 +369,7 @@ export interface paths {
     get: {
       parameters: {
         query?: {
-          /** @description a previous X-Mlscale-Token */
+          /** @description a previous X-Mlscale-Token: 304 when unchanged */
           since?: string;
         };
         header?: never;
@@ -274,14 +378,15 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description jobs */
+        /** @description All jobs, with next run and last run */
         200: {
           headers: {
+            /** @description the change token */
             'X-Mlscale-Token'?: string;
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Job'][];
+            'application/json': components['schemas']['JobOut'][];
           };
         };
         /** @description unchanged since the given token */
@@ -291,14 +396,26 @@ export interface paths {
           };
           content?: never;
         };
-        403: components['responses']['Forbidden'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
       };
     };
     put?: never;
-    /**
-     * Promote a notebook (path relative to the server root) to a job
-     * @description The fields are those of `mlscale_sdk.jobs.promote`.
-     */
+    /** Promote a notebook (path relative to the server root) to a job */
     post: {
       parameters: {
         query?: never;
@@ -308,39 +425,44 @@ export interface paths {
       };
       requestBody: {
         content: {
-          'application/json': {
-            notebook: string;
-            name?: string;
-            schedule?: string | null;
-            timezone?: string;
-            parameters?: Record<string, unknown>;
-            cluster?: (string | Record<string, unknown>) | null;
-            retries?: number;
-            retry_delay?: number;
-            timeout?: number | null;
-            max_concurrent?: number;
-            /** @enum {string} */
-            catchup?: 'latest' | 'all' | 'none';
-            tags?: Record<string, unknown>;
-            alerts?: Record<string, unknown>[];
-            on_failure?: Record<string, unknown>[];
-            on_missed_schedule?: Record<string, unknown>[];
-            paused?: boolean;
-          };
+          'application/json': components['schemas']['PromoteJob'];
         };
       };
       responses: {
-        /** @description the job */
+        /** @description Promote a notebook */
         201: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Job'];
+            'application/json': components['schemas']['JobOut'];
           };
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     delete?: never;
@@ -353,9 +475,7 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        name: components['parameters']['name'];
-      };
+      path?: never;
       cookie?: never;
     };
     /** One job */
@@ -364,23 +484,46 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: components['parameters']['name'];
+          name: string;
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description the job */
+        /** @description One job */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Job'];
+            'application/json': components['schemas']['JobOut'];
           };
         };
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     put?: never;
@@ -391,22 +534,44 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: components['parameters']['name'];
+          name: string;
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description deleted */
+        /** @description Delete a job */
         204: {
           headers: {
             [name: string]: unknown;
           };
           content?: never;
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     options?: never;
@@ -418,9 +583,7 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        name: components['parameters']['name'];
-      };
+      path?: never;
       cookie?: never;
     };
     get?: never;
@@ -431,30 +594,50 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: components['parameters']['name'];
+          name: string;
         };
         cookie?: never;
       };
       requestBody?: {
         content: {
-          'application/json': {
-            parameters?: Record<string, unknown>;
-          };
+          'application/json': components['schemas']['RunNow'];
         };
       };
       responses: {
-        /** @description the queued run */
+        /** @description Queue a run now */
         202: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Run'];
+            'application/json': components['schemas']['RunOut'];
           };
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     delete?: never;
@@ -467,9 +650,7 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        name: components['parameters']['name'];
-      };
+      path?: never;
       cookie?: never;
     };
     get?: never;
@@ -480,23 +661,46 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: components['parameters']['name'];
+          name: string;
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description the job */
+        /** @description Pause scheduling */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Job'];
+            'application/json': components['schemas']['JobOut'];
           };
         };
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     delete?: never;
@@ -509,9 +713,7 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        name: components['parameters']['name'];
-      };
+      path?: never;
       cookie?: never;
     };
     get?: never;
@@ -522,23 +724,46 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: components['parameters']['name'];
+          name: string;
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description the job */
+        /** @description Resume scheduling from now */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Job'];
+            'application/json': components['schemas']['JobOut'];
           };
         };
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     delete?: never;
@@ -549,41 +774,60 @@ export interface paths {
   };
   '/jobs/{name}/history': {
     parameters: {
-      query?: {
-        limit?: components['parameters']['limit'];
-      };
+      query?: never;
       header?: never;
-      path: {
-        name: components['parameters']['name'];
-      };
+      path?: never;
       cookie?: never;
     };
     /** Runs of a job, newest first */
     get: {
       parameters: {
         query?: {
-          limit?: components['parameters']['limit'];
+          /** @description at most this many (default 50) */
+          limit?: number;
         };
         header?: never;
         path: {
-          name: components['parameters']['name'];
+          name: string;
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description runs */
+        /** @description Runs of a job, newest first */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Run'][];
+            'application/json': components['schemas']['RunOut'][];
           };
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     put?: never;
@@ -598,9 +842,7 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        run_id: components['parameters']['run_id'];
-      };
+      path?: never;
       cookie?: never;
     };
     /** One run */
@@ -609,23 +851,46 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          run_id: components['parameters']['run_id'];
+          run_id: string;
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description the run */
+        /** @description One run */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Run'];
+            'application/json': components['schemas']['RunOut'];
           };
         };
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     put?: never;
@@ -640,38 +905,55 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        run_id: components['parameters']['run_id'];
-      };
+      path?: never;
       cookie?: never;
     };
-    /** The run's output notebook, relative to the server root (path is null when outside it) */
+    /** The run's output notebook, relative to the server root */
     get: {
       parameters: {
         query?: never;
         header?: never;
         path: {
-          run_id: components['parameters']['run_id'];
+          run_id: string;
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description the output notebook */
+        /** @description The run's output notebook, relative to the server root */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': {
-              run_id?: string;
-              path?: string | null;
-              absolute_path?: string;
-            };
+            'application/json': components['schemas']['RunOutputOut'];
           };
         };
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     put?: never;
@@ -702,21 +984,40 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description parameters */
+        /** @description The parameters declared by a notebook's `parameters` cell */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': {
-              path?: string;
-              parameters?: Record<string, unknown>;
-            };
+            'application/json': components['schemas']['NotebookParametersOut'];
           };
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     put?: never;
@@ -744,16 +1045,31 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description experiments */
+        /** @description MLflow experiments */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': Record<string, unknown>[];
+            'application/json': components['schemas']['ExperimentOut'][];
           };
         };
-        403: components['responses']['Forbidden'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
       };
     };
     put?: never;
@@ -777,7 +1093,8 @@ export interface paths {
         query?: {
           /** @description experiment id (default all) */
           experiment?: string;
-          limit?: components['parameters']['limit'];
+          /** @description at most this many (default 50) */
+          limit?: number;
         };
         header?: never;
         path?: never;
@@ -785,18 +1102,40 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description runs */
+        /** @description Recent MLflow runs with metrics */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': Record<string, unknown>[];
+            'application/json': components['schemas']['MlflowRunOut'][];
           };
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     put?: never;
@@ -824,16 +1163,31 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description models */
+        /** @description Registered models with versions and aliases */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Model'][];
+            'application/json': components['schemas']['ModelOut'][];
           };
         };
-        403: components['responses']['Forbidden'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
       };
     };
     put?: never;
@@ -848,9 +1202,7 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        name: components['parameters']['name'];
-      };
+      path?: never;
       cookie?: never;
     };
     /** One registered model */
@@ -859,23 +1211,46 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: components['parameters']['name'];
+          name: string;
         };
         cookie?: never;
       };
       requestBody?: never;
       responses: {
-        /** @description the model */
+        /** @description One registered model */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': components['schemas']['Model'];
+            'application/json': components['schemas']['ModelOut'];
           };
         };
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     put?: never;
@@ -890,9 +1265,7 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        name: components['parameters']['name'];
-      };
+      path?: never;
       cookie?: never;
     };
     get?: never;
@@ -903,38 +1276,50 @@ export interface paths {
         query?: never;
         header?: never;
         path: {
-          name: components['parameters']['name'];
+          name: string;
         };
         cookie?: never;
       };
       requestBody: {
         content: {
-          'application/json': {
-            version: number | string;
-            alias?: string;
-            require?: Record<string, unknown>;
-            compare_to?: string | null;
-            metric?: string;
-            greater_is_better?: boolean;
-          };
+          'application/json': components['schemas']['PromoteModel'];
         };
       };
       responses: {
-        /** @description the decision */
+        /** @description Audited promotion */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': {
-              promoted?: boolean;
-              reasons?: string[];
-            };
+            'application/json': components['schemas']['PromotionOut'];
           };
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
-        404: components['responses']['NotFound'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description unknown job, run, cluster or model */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
       };
     };
     delete?: never;
@@ -954,7 +1339,9 @@ export interface paths {
     get: {
       parameters: {
         query?: {
-          limit?: components['parameters']['limit'];
+          /** @description at most this many (default 50) */
+          limit?: number;
+          /** @description only this job's */
           job?: string;
         };
         header?: never;
@@ -963,17 +1350,31 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description alerts */
+        /** @description Recent alerts, newest first */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': Record<string, unknown>[];
+            'application/json': components['schemas']['AlertOut'][];
           };
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
       };
     };
     put?: never;
@@ -988,9 +1389,7 @@ export interface paths {
     parameters: {
       query?: never;
       header?: never;
-      path: {
-        job: string;
-      };
+      path?: never;
       cookie?: never;
     };
     /** The metrics a job's runs logged, with their last values */
@@ -1005,16 +1404,31 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description metrics */
+        /** @description The metrics a job's runs logged, with their last values */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': Record<string, unknown>[];
+            'application/json': components['schemas']['MetricNameOut'][];
           };
         };
-        403: components['responses']['Forbidden'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
       };
     };
     put?: never;
@@ -1027,21 +1441,17 @@ export interface paths {
   };
   '/monitor/metrics/{job}/{metric}': {
     parameters: {
-      query?: {
-        limit?: components['parameters']['limit'];
-      };
+      query?: never;
       header?: never;
-      path: {
-        job: string;
-        metric: string;
-      };
+      path?: never;
       cookie?: never;
     };
     /** A metric's values over a job's runs, oldest first */
     get: {
       parameters: {
         query?: {
-          limit?: components['parameters']['limit'];
+          /** @description at most this many (default 1000) */
+          limit?: number;
         };
         header?: never;
         path: {
@@ -1052,17 +1462,31 @@ export interface paths {
       };
       requestBody?: never;
       responses: {
-        /** @description series */
+        /** @description A metric's values over a job's runs, oldest first */
         200: {
           headers: {
             [name: string]: unknown;
           };
           content: {
-            'application/json': Record<string, unknown>[];
+            'application/json': components['schemas']['MetricPointOut'][];
           };
         };
-        400: components['responses']['BadRequest'];
-        403: components['responses']['Forbidden'];
+        /** @description bad input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': components['schemas']['ErrorOut'];
+          };
+        };
+        /** @description no valid token or cookie (or XSRF) */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
       };
     };
     put?: never;
@@ -1077,94 +1501,565 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
   schemas: {
-    Error: {
-      error: string;
+    /** @description Adaptive scaling between `minimum` and `maximum` workers. */
+    Adapt: {
+      minimum: number;
+      maximum: number;
     };
-    Cluster: {
-      name?: string;
-      profile?: string;
-      cls?: string;
-      scheduler_address?: string;
-      dashboard_link?: string | null;
-      dashboard_proxy?: string | null;
-      owner_pid?: number | null;
-      gpu?: boolean;
-      /** Format: date-time */
-      started_at?: string;
-      workers?: number | null;
-      threads?: number | null;
-      memory?: number | null;
+    AdaptedOut: {
+      name: string;
+      minimum: number;
+      maximum: number;
     };
-    Profile: {
-      name?: string;
-      cls?: string;
-      options?: Record<string, unknown>;
-      description?: string;
-      gpu?: boolean;
+    /** @description An alert that fired, with its actions' outcomes (redacted). */
+    AlertOut: {
+      id: number;
+      job: string;
+      /** @default null */
+      run_id: string | null;
+      kind: string;
+      rule: string;
+      message: string;
+      /** @default null */
+      value: number | null;
+      /** @default null */
+      threshold: number | null;
+      /** @default null */
+      ok: boolean | null;
+      /** @default null */
+      fired_at: string | null;
+      /** @default [] */
+      actions: {
+        [key: string]: unknown;
+      }[];
     };
-    Job: {
-      name?: string;
-      spec?: Record<string, unknown>;
-      version?: string;
-      versions?: Record<string, unknown>[];
-      /** Format: date-time */
-      next_run_at?: string | null;
-      last_run?: components['schemas']['Run'] | null;
-      paused?: boolean;
-    };
-    Run: {
-      id?: string;
-      job?: string;
-      status?: string;
-      attempt?: number;
-      started_at?: string | null;
-      ended_at?: string | null;
-      error?: string | null;
-      mlflow_run_id?: string | null;
-      output_path?: string | null;
-      parameters?: Record<string, unknown>;
-      metrics?: Record<string, unknown>;
-    };
-    Model: {
-      name?: string;
-      aliases?: {
+    /** @description A metric threshold or drift rule with its actions (the monitor's `AlertRule`). */
+    AlertRuleBody: {
+      /** @default null */
+      name?: string | null;
+      /** @default null */
+      metric?: string | null;
+      /** @default null */
+      op?: ('<' | '<=' | '>' | '>=' | '==' | '!=') | null;
+      /** @default null */
+      threshold?: number | null;
+      /** @default {} */
+      labels?: {
         [key: string]: string;
       };
-      versions?: Record<string, unknown>[];
+      /** @default null */
+      drift?: components['schemas']['DriftCondition'] | null;
+      /** @default 1 */
+      for_runs?: number;
+      /** @default 3600 */
+      cooldown?: number;
+      /** @default [] */
+      actions?: (
+        | components['schemas']['WebhookAction']
+        | components['schemas']['SlackAction']
+        | components['schemas']['EmailActionBody']
+        | components['schemas']['RetrainAction']
+      )[];
+    };
+    /** @description A running cluster of the project (started from the panel, the CLI or code in any kernel). */
+    ClusterOut: {
+      name: string;
+      profile: string;
+      cls: string;
+      scheduler_address: string;
+      /** @default null */
+      dashboard_link: string | null;
+      /** @default null */
+      dashboard_proxy: string | null;
+      /** @default null */
+      owner_pid: number | null;
+      /** @default null */
+      owner_host: string | null;
+      /** @default null */
+      owner_user: string | null;
+      /** @default false */
+      gpu: boolean;
+      started_at: string;
+      /** @default null */
+      workers: number | null;
+      /** @default null */
+      threads: number | null;
+      /** @default null */
+      memory: number | null;
+      /** @default null */
+      idle_timeout: number | null;
+      /** @default null */
+      idle_left: number | null;
+      /** @default null */
+      core_hours: number | null;
+      /** @default null */
+      gpu_hours: number | null;
+      /** @default null */
+      cost: number | null;
+    };
+    /** @description A drift rule: one statistic of one column, e.g. `{column: amount, psi: '> 0.2'}`. */
+    DriftCondition: {
+      column: string;
+      /** @default null */
+      psi?: string | null;
+      /** @default null */
+      ks?: string | null;
+      /** @default null */
+      ks_pvalue?: string | null;
+      /** @default null */
+      chi2_pvalue?: string | null;
+    };
+    /** @description Send an e-mail: `{email: address}` or `{email: [addresses]}` (the monitor's `EmailAction`). */
+    EmailActionBody: {
+      email: string | string[];
+      /** @default null */
+      subject?: string | null;
+      /** @default null */
+      smtp_host?: string | null;
+      /** @default null */
+      smtp_port?: number | null;
+      /** @default null */
+      sender?: string | null;
+      /** @default null */
+      starttls?: boolean | null;
+    };
+    /** @description An error answer: its message, and for a bad body the message of each field (`{path: message}`). */
+    ErrorOut: {
+      error: string;
+      /** @default null */
+      fields?: {
+        [key: string]: string;
+      } | null;
+    };
+    ExperimentOut: {
+      id: string;
+      name: string;
+      /** @default null */
+      lifecycle_stage: string | null;
+      /** @default null */
+      artifact_location: string | null;
+    };
+    /** @description A promoted notebook with its spec, versions, next slot and latest run. */
+    JobOut: {
+      name: string;
+      spec: components['schemas']['JobSpecOut'];
+      version: string;
+      /** @default [] */
+      versions: {
+        [key: string]: unknown;
+      }[];
+      /** @default null */
+      created_at: string | null;
+      /** @default null */
+      updated_at: string | null;
+      /** @default null */
+      next_run_at: string | null;
+      /** @default null */
+      last_run: components['schemas']['RunOut'] | null;
+      /** @default false */
+      paused: boolean;
+      /** @default ok */
+      status: string;
+      /** @default null */
+      error: string | null;
+    };
+    /** @description A job's spec as shown (secrets masked). */
+    JobSpecOut: {
+      name: string;
+      notebook: string;
+      /** @default null */
+      schedule: string | null;
+      /** @default UTC */
+      timezone: string;
+      parameters: {
+        [key: string]: unknown;
+      };
+      /** @default null */
+      cluster:
+        | string
+        | {
+            [key: string]: unknown;
+          }
+        | null;
+      /** @default 0 */
+      retries: number;
+      /** @default 60 */
+      retry_delay: number;
+      /** @default null */
+      timeout: number | null;
+      /** @default 1 */
+      max_concurrent: number;
+      /**
+       * @default latest
+       * @enum {string}
+       */
+      catchup: 'latest' | 'all' | 'none';
+      tags: {
+        [key: string]: string;
+      };
+      /** @default false */
+      paused: boolean;
+      alerts: {
+        [key: string]: unknown;
+      }[];
+      on_failure: {
+        [key: string]: unknown;
+      }[];
+      on_missed_schedule: {
+        [key: string]: unknown;
+      }[];
+    };
+    MetricNameOut: {
+      name: string;
+      /** @default [] */
+      labels: {
+        [key: string]: string;
+      }[];
+      /** @default null */
+      last_value: number | null;
+      /** @default null */
+      last_ts: string | null;
+    };
+    MetricPointOut: {
+      /** @default null */
+      run_id: string | null;
+      /** @default null */
+      ts: string | null;
+      value: number;
+      /** @default null */
+      step: number | null;
+      /** @default {} */
+      labels: {
+        [key: string]: string;
+      };
+    };
+    MlflowRunOut: {
+      run_id: string;
+      /** @default null */
+      name: string | null;
+      experiment_id: string;
+      /** @default null */
+      status: string | null;
+      /** @default null */
+      start_time: string | null;
+      /** @default null */
+      end_time: string | null;
+      /** @default {} */
+      metrics: {
+        [key: string]: number;
+      };
+      /** @default {} */
+      params: {
+        [key: string]: string;
+      };
+      /** @default {} */
+      tags: {
+        [key: string]: string;
+      };
+    };
+    /** @description A registered model with its versions and aliases. */
+    ModelOut: {
+      name: string;
+      /** @default null */
+      description: string | null;
+      /** @default {} */
+      aliases: {
+        [key: string]: string;
+      };
+      /** @default {} */
+      tags: {
+        [key: string]: string;
+      };
+      /** @default [] */
+      versions: components['schemas']['ModelVersionOut'][];
+    };
+    /** @description One version of a registered model; its tags hold the recorded promotions (`mlscale.promotion.<alias>.*`). */
+    ModelVersionOut: {
+      version: string;
+      /** @default null */
+      run_id: string | null;
+      /** @default null */
+      status: string | null;
+      /** @default null */
+      source: string | null;
+      /** @default null */
+      created_at: string | null;
+      /** @default [] */
+      aliases: string[];
+      /** @default {} */
+      tags: {
+        [key: string]: string;
+      };
+    };
+    /** @description The parameters a notebook's `parameters` cell declares. */
+    NotebookParametersOut: {
+      /** @default null */
+      path: string | null;
+      /** @default {} */
+      parameters: {
+        [key: string]: components['schemas']['ParameterOut'];
+      };
+    };
+    ParameterOut: {
+      /** @default null */
+      default: string | null;
+      /** @default str */
+      type: string;
+      /** @default  */
+      help: string;
+    };
+    /** @description A cluster profile. */
+    ProfileOut: {
+      name: string;
+      cls: string;
+      /** @default {} */
+      options: {
+        [key: string]: unknown;
+      };
+      /** @default  */
+      description: string;
+      /** @default false */
+      gpu: boolean;
+    };
+    /** @description Promote a notebook to a job: the fields of `mlscale_sdk.jobs.promote`. */
+    PromoteJob: {
+      /** @description notebook path relative to the server root */
+      notebook: string;
+      /**
+       * @description job name (default: the notebook's name)
+       * @default null
+       */
+      name?: string | null;
+      /** @default null */
+      schedule?: string | null;
+      /** @default UTC */
+      timezone?: string;
+      /** @default null */
+      parameters?: {
+        [key: string]: unknown;
+      } | null;
+      /** @default null */
+      cluster?:
+        | string
+        | {
+            [key: string]: unknown;
+          }
+        | null;
+      /** @default 0 */
+      retries?: number;
+      /** @default 60 */
+      retry_delay?: number;
+      /** @default null */
+      timeout?: number | null;
+      /** @default 1 */
+      max_concurrent?: number;
+      /**
+       * @default latest
+       * @enum {string}
+       */
+      catchup?: 'latest' | 'all' | 'none';
+      /** @default null */
+      tags?: {
+        [key: string]: string;
+      } | null;
+      /** @default false */
+      paused?: boolean;
+      /** @default null */
+      alerts?: components['schemas']['AlertRuleBody'][] | null;
+      /** @default null */
+      on_failure?:
+        | (
+            | components['schemas']['WebhookAction']
+            | components['schemas']['SlackAction']
+            | components['schemas']['EmailActionBody']
+            | components['schemas']['RetrainAction']
+          )[]
+        | null;
+      /** @default null */
+      on_missed_schedule?:
+        | (
+            | components['schemas']['WebhookAction']
+            | components['schemas']['SlackAction']
+            | components['schemas']['EmailActionBody']
+            | components['schemas']['RetrainAction']
+          )[]
+        | null;
+    };
+    /** @description An audited promotion: move `alias` to `version` if it meets `require` and beats `compare_to`. */
+    PromoteModel: {
+      version: number | string;
+      /** @default champion */
+      alias?: string;
+      /** @default null */
+      require?: {
+        [key: string]: string;
+      } | null;
+      /** @default champion */
+      compare_to?: string | null;
+      /** @default null */
+      metric?: string | null;
+      /** @default true */
+      greater_is_better?: boolean;
+    };
+    /** @description The decision of an audited promotion and its reasons. */
+    PromotionOut: {
+      promoted: boolean;
+      alias: string;
+      name: string;
+      version: string;
+      /** @default [] */
+      reasons: string[];
+      /** @default {} */
+      metrics: {
+        [key: string]: number;
+      };
+      /** @default null */
+      champion_version: string | null;
+      /** @default {} */
+      champion_metrics: {
+        [key: string]: number;
+      };
+      /** @default null */
+      metric: string | null;
+    };
+    /** @description Queue a run of another job (the feedback loop). */
+    RetrainAction: {
+      retrain: string;
+      /** @default {} */
+      parameters?: {
+        [key: string]: unknown;
+      };
+    };
+    /** @description Queue a run now, with parameter overrides. */
+    RunNow: {
+      /** @default null */
+      parameters?: {
+        [key: string]: unknown;
+      } | null;
+    };
+    /** @description One run of a job. */
+    RunOut: {
+      id: string;
+      job: string;
+      version: string;
+      /** @default null */
+      scheduled_for: string | null;
+      attempt: number;
+      status: string;
+      /** @default null */
+      started_at: string | null;
+      /** @default null */
+      ended_at: string | null;
+      /** @default null */
+      duration: number | null;
+      /** @default null */
+      error: string | null;
+      /** @default null */
+      mlflow_run_id: string | null;
+      /** @default null */
+      output_path: string | null;
+      /** @default {} */
+      parameters: {
+        [key: string]: unknown;
+      };
+      /** @default {} */
+      metrics: {
+        [key: string]: unknown;
+      };
+      /** @default schedule */
+      trigger: string;
+      /** @default null */
+      queued_at: string | null;
+      /** @default null */
+      not_before: string | null;
+      /** @default [] */
+      attempts: {
+        [key: string]: unknown;
+      }[];
+      /** @default null */
+      executor: string | null;
+      /** @default null */
+      runner_pid: number | null;
+      /** @default false */
+      retrying: boolean;
+      /** @default {} */
+      environment: {
+        [key: string]: unknown;
+      };
+      /** @default  */
+      environment_note: string;
+      /** @default null */
+      usage: {
+        [key: string]: unknown;
+      } | null;
+    };
+    /** @description Where a run's output notebook is (path relative to the server root; null when outside it). */
+    RunOutputOut: {
+      run_id: string;
+      /** @default null */
+      path: string | null;
+      absolute_path: string;
+    };
+    /** @description Scale a cluster to `n` workers. */
+    Scale: {
+      n: number;
+    };
+    ScaledOut: {
+      name: string;
+      n: number;
+    };
+    /** @description A webhook in Slack's format: `{slack: url}` (the fields of `WebhookAction`, `slack` for `webhook`). */
+    SlackAction: {
+      /** @description Slack incoming-webhook URL or a `${ENV}` reference */
+      slack: string;
+      /**
+       * @default generic
+       * @enum {string}
+       */
+      format?: 'generic' | 'slack';
+      /** @default {} */
+      headers?: {
+        [key: string]: string;
+      };
+      /** @default 3 */
+      retries?: number;
+      /** @default 0.5 */
+      backoff?: number;
+      /** @default 10 */
+      timeout?: number;
+    };
+    /** @description Start a cluster from a profile, in a detached process. */
+    StartCluster: {
+      profile: string;
+      /** @default null */
+      name?: string | null;
+      /** @default null */
+      options?: {
+        [key: string]: unknown;
+      } | null;
+    };
+    /** @description POST a JSON message to a URL (Slack incoming webhooks, or any HTTP endpoint). */
+    WebhookAction: {
+      webhook: string;
+      /**
+       * @default generic
+       * @enum {string}
+       */
+      format?: 'generic' | 'slack';
+      /** @default {} */
+      headers?: {
+        [key: string]: string;
+      };
+      /** @default 3 */
+      retries?: number;
+      /** @default 0.5 */
+      backoff?: number;
+      /** @default 10 */
+      timeout?: number;
     };
   };
-  responses: {
-    /** @description bad input */
-    BadRequest: {
-      headers: {
-        [name: string]: unknown;
-      };
-      content: {
-        'application/json': components['schemas']['Error'];
-      };
-    };
-    /** @description unknown job */
-    NotFound: {
-      headers: {
-        [name: string]: unknown;
-      };
-      content: {
-        'application/json': components['schemas']['Error'];
-      };
-    };
-    /** @description no valid token or cookie (or XSRF check failed) */
-    Forbidden: {
-      headers: {
-        [name: string]: unknown;
-      };
-      content?: never;
-    };
-  };
-  parameters: {
-    name: string;
-    run_id: string;
-    limit: number;
-  };
+  responses: never;
+  parameters: never;
   requestBodies: never;
   headers: never;
   pathItems: never;
