@@ -30,16 +30,13 @@ def _iso(x):
 
 # %% ../../nbs/06c_jobs_records.ipynb #0cff8716
 def _html_table(title: str, rows: list) -> str:
-    "A titled two-column HTML table of `(label, html)` rows."
-    body = "".join(
-        f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows
-    )
-    return f"<div><b>{title}</b><table>{body}</table></div>"
+    "A titled card of `(label, html)` rows, in Lab's theme colours (`formatting.card_html`)."
+    from mlscale_sdk.formatting import TH_STYLE, card_html
+
+    body = "".join(f"<tr><th style='{TH_STYLE}'>{k}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows)
+    return card_html(f"<b>{title}</b><table>{body}</table>")
 
 # %% ../../nbs/06c_jobs_records.ipynb #ac3ecd65
-_COLORS = {"succeeded": "green", "failed": "red", "timed_out": "red", "interrupted": "orange", "running": "blue"}
-
-
 @dataclass
 class JobRun:
     "One run of a job (retries are further attempts of the same run)."
@@ -80,11 +77,12 @@ class JobRun:
         return d
 
     def _repr_html_(self):
-        color = _COLORS.get(self.status, "gray")
+        from mlscale_sdk.formatting import status_html
+
         dur = f"{self.duration:.1f}s" if self.duration is not None else "—"
         rows = [
             ("job", self.job),
-            ("status", f"<b style='color:{color}'>{escape(self.status)}</b> (attempt {self.attempt})"),
+            ("status", f"{status_html(self.status)} (attempt {self.attempt})"),
             ("slot", escape(str(self.scheduled_for or "run now"))),
             ("started", escape(str(self.started_at or "—"))),
             ("duration", dur),
@@ -132,7 +130,9 @@ class Job:
     def _repr_html_(self):
         s, lr = self.spec, self.last_run
         if self.error:
-            rows = [("status", "<b style='color:red'>invalid</b>"), ("error", f"<pre>{escape(self.error)}</pre>")]
+            from mlscale_sdk.formatting import tone_html
+
+            rows = [("status", tone_html("invalid", "error")), ("error", f"<pre>{escape(self.error)}</pre>")]
             return _html_table(f"job {escape(self.name)}", rows)
         when = f"{s.schedule} ({s.timezone})" if s.schedule else "on demand"
         policy = (
