@@ -765,6 +765,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                        'mlscale_sdk.jobs.spec._check_cell_parses': ( 'jobs_spec.html#_check_cell_parses',
                                                                                      'mlscale_sdk/jobs/spec.py'),
                                        'mlscale_sdk.jobs.spec._check_json': ('jobs_spec.html#_check_json', 'mlscale_sdk/jobs/spec.py'),
+                                       'mlscale_sdk.jobs.spec._checked_cron': ('jobs_spec.html#_checked_cron', 'mlscale_sdk/jobs/spec.py'),
                                        'mlscale_sdk.jobs.spec._language': ('jobs_spec.html#_language', 'mlscale_sdk/jobs/spec.py'),
                                        'mlscale_sdk.jobs.spec._literal_type': ('jobs_spec.html#_literal_type', 'mlscale_sdk/jobs/spec.py'),
                                        'mlscale_sdk.jobs.spec._papermill_inspect': ( 'jobs_spec.html#_papermill_inspect',

@@ -204,16 +204,21 @@ def job_from_row(
     c,  # an open connection
     t,  # `store.tables()`
     row,  # a `jobs` row
+    versions: list | None = None,  # its `job_versions` rows, oldest first (None: read them)
+    last=False,  # its latest `job_runs` row, or None for no runs (False: read it)
 ) -> Job:
     "A `Job` from a `jobs` row, with its versions, next slot and latest run (status `invalid` for a bad spec)."
     import sqlalchemy as sa
 
     m = row._mapping
     spec, error = read_spec(row)
-    q = sa.select(t.versions).where(t.versions.c.job == m["name"]).order_by(t.versions.c.created_at)
-    vers = [dict(version=v.version, notebook=v.notebook, created_at=_iso(_dt(v.created_at))) for v in c.execute(q)]
-    q = sa.select(t.runs).where(t.runs.c.job == m["name"]).order_by(t.runs.c.queued_at.desc()).limit(1)
-    last = c.execute(q).first()
+    if versions is None:
+        q = sa.select(t.versions).where(t.versions.c.job == m["name"]).order_by(t.versions.c.created_at)
+        versions = c.execute(q)
+    vers = [dict(version=v.version, notebook=v.notebook, created_at=_iso(_dt(v.created_at))) for v in versions]
+    if last is False:
+        q = sa.select(t.runs).where(t.runs.c.job == m["name"]).order_by(t.runs.c.queued_at.desc()).limit(1)
+        last = c.execute(q).first()
     nxt = None
     if spec.schedule and not m["paused"] and error is None:
         try:
