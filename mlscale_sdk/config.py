@@ -10,6 +10,7 @@ import fcntl
 import importlib
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, fields
 from functools import cache
@@ -18,8 +19,8 @@ from pathlib import Path
 import tomllib
 
 # %% auto #0
-__all__ = ['project_root', 'Settings', 'load_settings', 'settings', 'state_dir', 'get_logger', 'lazy_import', 'state_engine',
-           'file_lock']
+__all__ = ['project_root', 'Settings', 'load_settings', 'settings', 'state_dir', 'in_kernel', 'ConsoleHandler', 'get_logger',
+           'lazy_import', 'state_engine', 'file_lock']
 
 # %% ../nbs/00_config.ipynb #d1e08659
 _MARKERS = (".mlscale", "pyproject.toml", ".git")
@@ -75,13 +76,10 @@ class Settings:
     def _repr_html_(self):
         from html import escape
 
-        from .formatting import redact  # shown store URLs may hold passwords
+        from .formatting import kv_table_html, redact  # shown store URLs may hold passwords
 
-        rows = "".join(
-            f"<tr><td><b>{f.name}</b></td><td><code>{escape(redact(str(getattr(self, f.name))))}</code></td></tr>"
-            for f in fields(self)
-        )
-        return f"<table><caption>mlscale settings</caption>{rows}</table>"
+        rows = [(f.name, f"<code>{escape(redact(str(getattr(self, f.name))))}</code>") for f in fields(self)]
+        return kv_table_html("mlscale settings", rows)
 
 # %% ../nbs/00_config.ipynb #c689f580
 def _pyproject_table(root: Path) -> dict:
@@ -199,14 +197,36 @@ def state_dir() -> Path:
     d.mkdir(parents=True, exist_ok=True)
     return d
 
+# %% ../nbs/00_config.ipynb #7a98f371
+def in_kernel() -> bool:
+    "Whether this process is a Jupyter kernel (ipykernel: a notebook in Lab, or one papermill runs)."
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
+
+
+class ConsoleHandler(logging.StreamHandler):
+    "Log lines to stdout in a Jupyter kernel (not error-styled), to stderr elsewhere; the stream is looked up per line."
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stdout if in_kernel() else sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # the stream follows `sys.stdout`/`sys.stderr`; `StreamHandler` sets it once
+        pass
+
 # %% ../nbs/00_config.ipynb #8805824c
 def get_logger(
     name: str = "mlscale",  # logger name, under `mlscale`
 ) -> logging.Logger:
-    "The `mlscale` logger, with a plain stderr handler unless the application configured one."
+    "The `mlscale` logger, with a `ConsoleHandler` unless the application configured one."
     root = logging.getLogger("mlscale")
     if not root.handlers:
-        h = logging.StreamHandler()
+        h = ConsoleHandler()
         h.setFormatter(logging.Formatter("[mlscale] %(message)s"))
         root.addHandler(h)
         root.setLevel(os.environ.get("MLSCALE_LOG_LEVEL", "INFO"))

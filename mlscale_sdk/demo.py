@@ -188,12 +188,9 @@ class DemoResult:
         return "\n".join(lines)
 
     def _repr_html_(self):
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{escape(l[:12].strip())}</th>"
-            f"<td style='text-align:left'>{escape(l[12:])}</td></tr>"
-            for l in str(self).splitlines()
-        )
-        return f"<table><caption>mlscale demo</caption>{rows}</table>"
+        from mlscale_sdk.formatting import kv_table_html
+
+        return kv_table_html("mlscale demo", [(l[:12].strip(), escape(l[12:])) for l in str(self).splitlines()])
 
 # %% ../nbs/12_demo.ipynb #47269112
 def have_data(rows: int, seed: int) -> bool:

@@ -14,9 +14,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from .errors import ValidationError
 
 # %% auto #0
-__all__ = ['MISSING', 'MASK', 'SECRET_NAMES', 'fmt_bytes', 'fmt_time', 'iso_time', 'fmt_duration', 'fmt_number', 'fmt_metrics',
-           'parse_assignments', 'is_secret_name', 'mask', 'redact_url', 'redact_text', 'redact', 'cluster_line',
-           'clusters_text', 'run_line', 'runs_text', 'kv_table_html', 'table_html', 'clusters_html', 'runs_html']
+__all__ = ['MISSING', 'MASK', 'SECRET_NAMES', 'BORDER', 'CARD_STYLE', 'TH_STYLE', 'TONES', 'STATUS_TONES', 'fmt_bytes',
+           'fmt_time', 'iso_time', 'fmt_duration', 'fmt_number', 'fmt_metrics', 'parse_assignments', 'is_secret_name',
+           'mask', 'redact_url', 'redact_text', 'redact', 'cluster_line', 'clusters_text', 'run_line', 'runs_text',
+           'card_html', 'tone_html', 'status_html', 'kv_table_html', 'table_html', 'clusters_html', 'runs_html']
 
 # %% ../nbs/00d_formatting.ipynb #36910d97
 MISSING = "-"  # what a value that is not known (yet) is shown as
@@ -262,17 +263,55 @@ def runs_text(
         return f"job {job}: no runs yet"
     return "\n".join([f"job {job}: {len(runs)} run(s)", *(f"  {run_line(r, metric)}" for r in runs)])
 
+# %% ../nbs/00d_formatting.ipynb #f63bd1d9
+BORDER = "var(--jp-border-color2, rgba(128, 128, 128, 0.4))"  # a card's and a header row's rule
+CARD_STYLE = (
+    "font-family:var(--jp-ui-font-family, sans-serif);font-size:var(--jp-ui-font-size1, 13px);"
+    "color:var(--jp-ui-font-color1, inherit);background:var(--jp-layout-color1, transparent);"
+    f"border:1px solid {BORDER};border-radius:4px;padding:6px 10px;display:inline-block;max-width:100%"
+)
+TH_STYLE = "text-align:left;padding:1px 10px 1px 0;color:var(--jp-ui-font-color2, inherit);font-weight:normal"
+TONES = {  # what a status means -> its colour
+    "ok": "var(--jp-success-color1, #388e3c)",
+    "error": "var(--jp-error-color1, #d32f2f)",
+    "warn": "var(--jp-warn-color1, #f57c00)",
+    "info": "var(--jp-info-color1, #0288d1)",
+    "muted": "var(--jp-ui-font-color2, inherit)",
+}
+STATUS_TONES = {"succeeded": "ok", "failed": "error", "timed_out": "error", "interrupted": "warn", "running": "info"}
+
+
+def card_html(
+    body: str,  # the card's html
+) -> str:
+    "`body` in a card drawn with Lab's theme variables."
+    return f"<div style='{CARD_STYLE}'>{body}</div>"
+
+
+def tone_html(
+    text: str,  # shown in bold (escaped)
+    tone: str,  # a key of `TONES`: ok, error, warn, info, muted
+) -> str:
+    "`text` in bold in the theme's colour for `tone`."
+    return f"<b style='color:{TONES[tone]}'>{escape(str(text))}</b>"
+
+
+def status_html(
+    status: str,  # a run's status: succeeded, failed, running, ...
+) -> str:
+    "A run status in bold, coloured by what it means (`STATUS_TONES`; others muted)."
+    return tone_html(status, STATUS_TONES.get(status, "muted"))
+
 # %% ../nbs/00d_formatting.ipynb #0921ad0e
 def kv_table_html(
     title: str,  # shown in bold above the table (escaped)
     rows: list,  # `(label, value_html)` pairs
 ) -> str:
-    "An HTML table describing one object, one `label: value` row each."
+    "A card describing one object: its title over one `label: value` row each."
     body = "".join(
-        f"<tr><th style='text-align:left'>{escape(str(k))}</th><td style='text-align:left'>{v}</td></tr>"
-        for k, v in rows
+        f"<tr><th style='{TH_STYLE}'>{escape(str(k))}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows
     )
-    return f"<div><b>{escape(title)}</b><table>{body}</table></div>"
+    return card_html(f"<b>{escape(title)}</b><table>{body}</table>")
 
 
 def table_html(
@@ -280,7 +319,8 @@ def table_html(
     rows: list,  # lists of cell html, one list per row
 ) -> str:
     "An HTML table with a header row."
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in headers)
+    th = f"{TH_STYLE};border-bottom:1px solid {BORDER}"
+    head = "".join(f"<th style='{th}'>{escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -305,7 +345,7 @@ def clusters_html(
         ]
         for r in records
     ]
-    return table_html(["name", "profile", "workers", "scheduler", "dashboard", "owner", "started"], rows)
+    return card_html(table_html(["name", "profile", "workers", "scheduler", "dashboard", "owner", "started"], rows))
 
 
 def runs_html(
@@ -317,11 +357,12 @@ def runs_html(
     rows = [
         [
             escape(r.id),
-            f"<b>{escape(r.status)}</b>",
+            status_html(r.status),
             fmt_time(r.started_at),
             "" if r.duration is None else fmt_duration(r.duration),
             escape(str((r.metrics or {}).get(metric, ""))) if metric else "",
         ]
         for r in runs
     ]
-    return f"<b>job {escape(job)}</b>" + table_html(["run", "status", "started", "duration", metric or ""], rows)
+    table = table_html(["run", "status", "started", "duration", metric or ""], rows)
+    return card_html(f"<b>job {escape(job)}</b>{table}")

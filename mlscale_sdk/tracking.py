@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .config import file_lock, get_logger, lazy_import, settings, state_dir
 from .errors import NotFoundError, ValidationError
-from .formatting import fmt_number, iso_time
+from .formatting import CARD_STYLE, fmt_number, iso_time, tone_html
 
 log = get_logger("tracking")
 
@@ -462,7 +462,8 @@ class Run:
             for k, v in list(self.params.items())[:12]
         )
         return (
-            f"<div><b>{escape(self.name or 'run')}</b> <code>{escape(self.run_id)}</code> — {where}"
+            f"<div style='{CARD_STYLE}'><b>{escape(self.name or 'run')}</b> "
+            f"<code>{escape(self.run_id)}</code> — {where}"
             + (f"<table><caption>latest metrics</caption>{rows}</table>" if rows else "")
             + (f"<table><caption>params</caption>{prow}</table>" if prow else "")
             + (f"<small>{len(self._buf)} metric point(s) buffered</small>" if self._buf else "")
@@ -743,9 +744,9 @@ class PromotionDecision:
     def _repr_html_(self):
         what = f"{escape(self.name)} v{escape(self.version)}"
         verdict = (
-            f'<b style="color:#1a7f37">promoted</b> {what} to @{escape(self.alias)}'
+            f"{tone_html('promoted', 'ok')} {what} to @{escape(self.alias)}"
             if self.promoted
-            else f'<b style="color:#cf222e">rejected</b> {what} for @{escape(self.alias)}'
+            else f"{tone_html('rejected', 'error')} {what} for @{escape(self.alias)}"
         )
         items = "".join(f"<li>{escape(r)}</li>" for r in self.reasons)
         keys = sorted(set(self.metrics) | set(self.champion_metrics))
@@ -760,7 +761,7 @@ class PromotionDecision:
             if rows
             else ""
         )
-        return f"<div>{verdict}<ul>{items}</ul>{table}</div>"
+        return f"<div style='{CARD_STYLE}'>{verdict}<ul>{items}</ul>{table}</div>"
 
 # %% ../nbs/05_tracking.ipynb #f7e3515a
 def _fmt(x: float) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from html import escape
 
 from .config import get_logger
-from .formatting import clusters_html, clusters_text, fmt_metrics, fmt_number, runs_html, runs_text
+from .formatting import TONES, clusters_html, clusters_text, fmt_metrics, fmt_number, runs_html, runs_text
 
 log = get_logger("widgets")
 
@@ -66,9 +66,9 @@ def ClusterControl(
         def _do(self, fn, what):
             try:
                 fn()
-                self.message.value = f"<span style='color:green'>{what}</span>"
+                self.message.value = f"<span style='color:{TONES['ok']}'>{escape(what)}</span>"
             except Exception as e:
-                self.message.value = f"<span style='color:red'>{escape(str(e))}</span>"
+                self.message.value = f"<span style='color:{TONES['error']}'>{escape(str(e))}</span>"
             self.refresh()
 
         def refresh(self):

@@ -80,7 +80,9 @@ class Profile:
     path: Path | None = None  # file it came from
 
     def _repr_html_(self):
-        return (
+        from mlscale_sdk.formatting import card_html
+
+        return card_html(
             f"<b>{escape(self.name)}</b> <code>{escape(self.cls)}</code> — {escape(self.description)}"
             f"<pre>{escape(json.dumps(self.options, indent=1, default=str))}</pre>"
         )

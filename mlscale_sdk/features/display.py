@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from html import escape
 
-_CARD = (
-    "font-family:var(--jp-ui-font-family,sans-serif);font-size:var(--jp-ui-font-size1,13px);"
-    "color:var(--jp-ui-font-color1,inherit);border:1px solid var(--jp-border-color2,#ccc);"
-    "border-radius:4px;padding:6px 10px;display:inline-block"
+from mlscale_sdk.formatting import (
+    CARD_STYLE as _CARD,  # Lab's theme variables, light and dark
+    TH_STYLE as _TH,
 )
-_TH = "text-align:left;padding:1px 8px 1px 0;color:var(--jp-ui-font-color2,#666);font-weight:normal"
 
 
 def _table(rows: list) -> str:

@@ -23,7 +23,8 @@ from .validate import FeatureValidationError, report
 log = get_logger("features")
 
 # %% auto #0
-__all__ = ['log', 'DaskComputeEngineConfig', 'dask_client', 'write_online', 'MaterializationJob', 'DaskComputeEngine']
+__all__ = ['log', 'DaskComputeEngineConfig', 'dask_client', 'online_bar', 'write_online', 'MaterializationJob',
+           'DaskComputeEngine']
 
 # %% ../../nbs/03e_features_engine.ipynb #b8279310
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -68,6 +69,16 @@ def dask_client(config: DaskComputeEngineConfig):
         yield None
 
 # %% ../../nbs/03e_features_engine.ipynb #5de49c84
+def online_bar(
+    rows: int,  # rows to write
+    view: str,  # the feature view's name
+):
+    "A progress bar for writing `rows` to the online store: a widget in a notebook (`tqdm.auto`), text elsewhere."
+    from tqdm.auto import tqdm
+
+    return tqdm(total=rows, desc=f"online {view}", unit="row")
+
+
 def write_online(engine, fv, df, task: MaterializationTask) -> int:
     "Write the rows of `df` for view `fv` to the online store; return how many."
     import pyarrow as pa
@@ -77,7 +88,7 @@ def write_online(engine, fv, df, task: MaterializationTask) -> int:
         return 0
     table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False).combine_chunks()
     keys = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
-    bar = task.tqdm_builder(len(df)) if task.tqdm_builder else None
+    bar = online_bar(len(df), fv.name) if task.tqdm_builder else None  # Feast's builder is a terminal-only bar
     for batch in table.to_batches(max_chunksize=engine.config.write_batch_rows):
         rows = _convert_arrow_to_proto(batch, fv, keys)
         engine.online_store.online_write_batch(

@@ -30,16 +30,13 @@ def _iso(x):
 
 # %% ../../nbs/06c_jobs_records.ipynb #0cff8716
 def _html_table(title: str, rows: list) -> str:
-    "A titled two-column HTML table of `(label, html)` rows."
-    body = "".join(
-        f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows
-    )
-    return f"<div><b>{title}</b><table>{body}</table></div>"
+    "A titled card of `(label, html)` rows, in Lab's theme colours (`formatting.card_html`)."
+    from mlscale_sdk.formatting import TH_STYLE, card_html
+
+    body = "".join(f"<tr><th style='{TH_STYLE}'>{k}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows)
+    return card_html(f"<b>{title}</b><table>{body}</table>")
 
 # %% ../../nbs/06c_jobs_records.ipynb #ac3ecd65
-_COLORS = {"succeeded": "green", "failed": "red", "timed_out": "red", "interrupted": "orange", "running": "blue"}
-
-
 @dataclass
 class JobRun:
     "One run of a job (retries are further attempts of the same run)."
@@ -80,11 +77,12 @@ class JobRun:
         return d
 
     def _repr_html_(self):
-        color = _COLORS.get(self.status, "gray")
+        from mlscale_sdk.formatting import status_html
+
         dur = f"{self.duration:.1f}s" if self.duration is not None else "—"
         rows = [
             ("job", self.job),
-            ("status", f"<b style='color:{color}'>{escape(self.status)}</b> (attempt {self.attempt})"),
+            ("status", f"{status_html(self.status)} (attempt {self.attempt})"),
             ("slot", escape(str(self.scheduled_for or "run now"))),
             ("started", escape(str(self.started_at or "—"))),
             ("duration", dur),
@@ -132,7 +130,9 @@ class Job:
     def _repr_html_(self):
         s, lr = self.spec, self.last_run
         if self.error:
-            rows = [("status", "<b style='color:red'>invalid</b>"), ("error", f"<pre>{escape(self.error)}</pre>")]
+            from mlscale_sdk.formatting import tone_html
+
+            rows = [("status", tone_html("invalid", "error")), ("error", f"<pre>{escape(self.error)}</pre>")]
             return _html_table(f"job {escape(self.name)}", rows)
         when = f"{s.schedule} ({s.timezone})" if s.schedule else "on demand"
         policy = (
@@ -204,16 +204,21 @@ def job_from_row(
     c,  # an open connection
     t,  # `store.tables()`
     row,  # a `jobs` row
+    versions: list | None = None,  # its `job_versions` rows, oldest first (None: read them)
+    last=False,  # its latest `job_runs` row, or None for no runs (False: read it)
 ) -> Job:
     "A `Job` from a `jobs` row, with its versions, next slot and latest run (status `invalid` for a bad spec)."
     import sqlalchemy as sa
 
     m = row._mapping
     spec, error = read_spec(row)
-    q = sa.select(t.versions).where(t.versions.c.job == m["name"]).order_by(t.versions.c.created_at)
-    vers = [dict(version=v.version, notebook=v.notebook, created_at=_iso(_dt(v.created_at))) for v in c.execute(q)]
-    q = sa.select(t.runs).where(t.runs.c.job == m["name"]).order_by(t.runs.c.queued_at.desc()).limit(1)
-    last = c.execute(q).first()
+    if versions is None:
+        q = sa.select(t.versions).where(t.versions.c.job == m["name"]).order_by(t.versions.c.created_at)
+        versions = c.execute(q)
+    vers = [dict(version=v.version, notebook=v.notebook, created_at=_iso(_dt(v.created_at))) for v in versions]
+    if last is False:
+        q = sa.select(t.runs).where(t.runs.c.job == m["name"]).order_by(t.runs.c.queued_at.desc()).limit(1)
+        last = c.execute(q).first()
     nxt = None
     if spec.schedule and not m["paused"] and error is None:
         try:

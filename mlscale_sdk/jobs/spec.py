@@ -10,6 +10,7 @@ import json
 import re
 import tempfile
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,11 +45,16 @@ def check_cron(
     expr: str,  # cron expression: 5 fields, 6 (seconds last) or @hourly/@daily/...
 ) -> str:
     "Return `expr` normalised, or raise `JobValidationError` saying what is wrong."
-    from croniter import croniter
-
     if not isinstance(expr, str) or not expr.strip():
         raise JobValidationError("schedule: empty cron expression")
-    expr = " ".join(expr.split())
+    return _checked_cron(" ".join(expr.split()))
+
+
+@lru_cache(maxsize=4096)  # every stored spec is validated when read: a listing of 1,000 jobs checks each schedule
+def _checked_cron(expr: str) -> str:
+    "`check_cron` of a normalised expression (the answer for a valid one is kept; errors are raised each time)."
+    from croniter import croniter
+
     n = len(expr.split())
     if not expr.startswith("@") and n not in (5, 6):
         raise JobValidationError(
@@ -111,7 +117,18 @@ def next_slot(
     "The first slot of `expr` strictly after `after` (epoch seconds)."
     from croniter import croniter
 
-    return croniter(expr, datetime.fromtimestamp(after, check_timezone(tz))).get_next(datetime).timestamp()
+    key = (expr, tz)
+    got = _next_slots.get(key)
+    if got is not None and got[0] <= after < got[1]:  # no slot in [a0, s0): the answer for any `after` there is s0
+        return got[1]
+    slot = croniter(expr, datetime.fromtimestamp(after, check_timezone(tz))).get_next(datetime).timestamp()
+    if len(_next_slots) >= 4096:
+        _next_slots.clear()
+    _next_slots[key] = (after, slot)
+    return slot
+
+
+_next_slots: dict = {}  # (expr, tz) -> (after, next slot): every job listing asks each job's next slot
 
 # %% ../../nbs/06a_jobs_spec.ipynb #9a080aa2
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")

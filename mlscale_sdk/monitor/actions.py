@@ -263,13 +263,15 @@ class Alert:
         return d
 
     def _repr_html_(self):
-        color = "#1a7f37" if self.ok else "#cf222e"
+        from mlscale_sdk.formatting import TONES, card_html
+
+        color = TONES["ok" if self.ok else "error"]
         acts = "".join(
             f"<li>{escape(a['action'])}: {'ok' if a['ok'] else escape(a.get('error', ''))}</li>" for a in self.actions
         )
-        return (
-            f"<div><b>{escape(self.kind)}</b> {escape(self.job)} — {escape(self.message)}"
-            f"<br><small>{self.fired_at:%Y-%m-%d %H:%M:%S} UTC</small><ul style='color:{color}'>{acts}</ul></div>"
+        return card_html(
+            f"<b>{escape(self.kind)}</b> {escape(self.job)} — {escape(self.message)}"
+            f"<br><small>{self.fired_at:%Y-%m-%d %H:%M:%S} UTC</small><ul style='color:{color}'>{acts}</ul>"
         )
 
 # %% ../../nbs/08d_monitor_actions.ipynb #ab5d4fde

@@ -207,6 +207,8 @@ class DriftResult:
         import base64
         import io
 
+        from mlscale_sdk.formatting import card_html
+
         buf = io.BytesIO()
         self.plot().savefig(buf, format="png", dpi=80)
         img = base64.b64encode(buf.getvalue()).decode()
@@ -214,9 +216,9 @@ class DriftResult:
             f"<b>drift</b>: {len(self.drifted)} of {len(self.table)} column(s) at or above PSI {self.psi_threshold:g}"
             + (f": {escape(', '.join(self.drifted))}" if self.drifted else "")
         )
-        return (
-            f"<div>{head}{self.table.to_html(index=False, float_format=lambda v: f'{v:.4g}')}"
-            f"<img src='data:image/png;base64,{img}'/><br><small>{escape(self.note)}</small></div>"
+        return card_html(
+            f"{head}{self.table.to_html(index=False, float_format=lambda v: f'{v:.4g}')}"
+            f"<img src='data:image/png;base64,{img}'/><br><small>{escape(self.note)}</small>"
         )
 
 # %% ../../nbs/08f_monitor_drift_stats.ipynb #83ab8b19

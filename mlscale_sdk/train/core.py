@@ -244,9 +244,11 @@ def _html_table(
     title: str,  # shown in bold above the table
     rows: list,  # (name, value) pairs
 ) -> str:
-    "A result's `_repr_html_`: a bold title over a table of `rows`."
+    "A result's `_repr_html_`: a card (Lab's theme colours) with a bold title over a table of `rows`."
+    from mlscale_sdk.formatting import TH_STYLE, card_html
+
     body = "".join(
-        f"<tr><th style='text-align:left'>{escape(str(k))}</th><td style='text-align:left'>{escape(str(v))}</td></tr>"
+        f"<tr><th style='{TH_STYLE}'>{escape(str(k))}</th><td style='text-align:left'>{escape(str(v))}</td></tr>"
         for k, v in rows
     )
-    return f"<div><b>{title}</b><table>{body}</table></div>"
+    return card_html(f"<b>{title}</b><table>{body}</table>")
