@@ -28,7 +28,9 @@ T0 = pd.Timestamp("2026-01-01", tz="UTC")
 DAYS = 30
 CATS = np.array([f"cat-{i:02d}" for i in range(24)], dtype=object)
 GOAL = 1.5
-STEPS = ("materialize plain", "materialize udf", "historical plain", "historical udf")
+STEPS = ("materialize plain", "materialize udf", "materialize plain redis", "materialize udf redis",
+         "historical plain", "historical udf")
+REDIS_DB = {"dask": 0, "local": 1}  # one Redis server, a database per engine (the keys of both would collide)
 
 
 # --- data ------------------------------------------------------------------------------------------------------
@@ -92,9 +94,11 @@ FEATURES = {"plain": ["plain:amount", "plain:qty", "plain:score", "plain:categor
             "udf": ["derived:spend", "derived:large"]}
 
 
-def repo(path: Path, engine: str) -> Path:
+def repo(path: Path, engine: str, redis_port: int | None = None) -> Path:
     "A feature repository with our engine and store (`dask`) or Feast's local engine and file store (`local`)."
     path.mkdir(parents=True, exist_ok=True)
+    online = (f"online_store:\n  type: redis\n  connection_string: 127.0.0.1:{redis_port},db={REDIS_DB[engine]}\n"
+              if redis_port else f"online_store:\n  type: sqlite\n  path: {path}/online.db\n")
     if engine == "dask":
         extra = ("batch_engine:\n  type: mlscale_sdk.features.engine.DaskComputeEngine\n"
                  "offline_store:\n  type: mlscale_sdk.features.offline.DaskOfflineStore\n")
@@ -102,7 +106,7 @@ def repo(path: Path, engine: str) -> Path:
         extra = "batch_engine:\n  type: local\n  backend: pandas\noffline_store:\n  type: file\n"
     (path / "feature_store.yaml").write_text(
         f"project: bench\nprovider: local\nregistry: {path}/registry.db\n"
-        f"online_store:\n  type: sqlite\n  path: {path}/online.db\n{extra}entity_key_serialization_version: 3\n")
+        f"{online}{extra}entity_key_serialization_version: 3\n")
     return path
 
 
@@ -144,6 +148,33 @@ class Peak:
         self._stop.set()
         self._t.join()
         self.sample()
+
+
+def start_redis(folder: Path):
+    "A redis-server on a free loopback port (as the tests start one), not saving anything; (process, port)."
+    import socket
+
+    import redis
+
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    for _ in range(200):
+        try:
+            redis.Redis(port=port).ping()
+            return proc, port
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def store_of(name: str) -> str:
+    "The online store a step writes (`redis` or `sqlite`)."
+    return "redis" if name.endswith(" redis") else "sqlite"
 
 
 def step(fs, name: str, start, end, events):
@@ -239,6 +270,22 @@ def run_ours(client, pids, name: str, fs, start, end, events, profile) -> dict:
     return res
 
 
+def same_online(stores: dict, entities: int) -> str:
+    "Whether ours and the local engine's online values agree for a sample of entities, per online store."
+    rng = np.random.default_rng(3)
+    rows = [{"entity_id": int(e)} for e in rng.integers(1, entities + 1, 1000)]
+    feats = FEATURES["plain"] + FEATURES["udf"]
+    out = []
+    for online in ("sqlite", "redis"):
+        try:
+            a, b = (stores[eng, online].get_online_features(feats, rows).to_df() for eng in ("dask", "local"))
+            pd.testing.assert_frame_equal(a, b)
+            out.append(f"{online} yes ({int(a['amount'].notna().sum())} with values)")
+        except AssertionError as e:
+            out.append(f"{online} NO ({str(e).splitlines()[0][:80]})")
+    return ", ".join(out)
+
+
 def warm():
     "Import what the tasks need on a worker (once per process)."
     import pandas  # noqa: F401
@@ -322,10 +369,13 @@ def main():
               f"pandas ({data_bytes / limit:.1f}x a worker's memory limit of {mib(limit)} MiB); entity frame "
               f"{n_ev:,} events; generated in {time.perf_counter() - t:.0f}s", flush=True)
         defs = definitions(tmp / "data")
+        redis_proc, port = start_redis(tmp)
         stores = {}
         for eng in ("dask", "local"):
-            stores[eng] = FeatureStore(repo_path=str(repo(tmp / eng, eng)))
-            stores[eng].apply(defs)
+            for online in ("sqlite", "redis"):
+                rp = repo(tmp / f"{eng}-{online}", eng, port if online == "redis" else None)
+                stores[eng, online] = FeatureStore(repo_path=str(rp))
+                stores[eng, online].apply(defs)
         start, end = T0 - pd.Timedelta("1D"), T0 + pd.Timedelta(f"{DAYS + 1}D")
         if a.profile:
             Path(a.profile).mkdir(parents=True, exist_ok=True)
@@ -335,9 +385,9 @@ def main():
         cap = int(min(a.local_cap_gb * 2**30, 0.7 * avail))
         local = {}
         for name in STEPS:
-            local[name] = run_local(a, name, tmp / "local", tmp / "events.parquet", start, end, cap)
+            local[name] = run_local(a, name, tmp / f"local-{store_of(name)}", tmp / "events.parquet", start, end, cap)
             r = local[name]
-            print(f"  local  {name:18s} {'%.1fs' % r['seconds'] if r['ok'] else r['error']}", flush=True)
+            print(f"  local  {name:23s} {'%.1fs' % r['seconds'] if r['ok'] else r['error']}", flush=True)
 
         # ours: a real 2-worker LocalCluster (processes, 1 thread each)
         cfg = {"distributed.worker.memory.target": 0.6, "distributed.worker.memory.spill": 0.7,
@@ -349,12 +399,18 @@ def main():
             pids = list(client.run(os.getpid).values())
             client.run(warm)  # a long-lived cluster has imported these already; not part of any step
             for name in STEPS:
-                ours[name] = run_ours(client, pids, name, stores["dask"], start, end, events, a.profile)
+                ours[name] = run_ours(client, pids, name, stores["dask", store_of(name)], start, end, events,
+                                      a.profile)
                 r = ours[name]
-                print(f"  ours   {name:18s} {'%.1fs' % r['seconds'] if r['ok'] else r['error']}", flush=True)
+                print(f"  ours   {name:23s} {'%.1fs' % r['seconds'] if r['ok'] else r['error']}", flush=True)
             restarted = sorted(set(pids) - set(client.run(os.getpid).values()))
+        same = same_online(stores, entities)
         report(ours, local, rows, n_ev, limit, data_bytes, restarted, a)
+        print(f"  online values of ours == local's (1,000 entities, every feature): {same}")
     finally:
+        if "redis_proc" in locals():
+            redis_proc.terminate()
+            redis_proc.wait(10)
         if a.keep:
             print(f"kept {tmp}")
         else:
@@ -364,10 +420,10 @@ def main():
 def report(ours, local, rows, n_ev, limit, data_bytes, restarted, a):
     "The table: rows/s of each engine per step, the ratio and the goal, peak RSS."
     print()
-    print(f"{'step':18s} | {'rows':>10s} | {'ours rows/s':>12s} | {'local rows/s':>12s} | {'ratio':>6s} | "
+    print(f"{'step':23s} | {'rows':>10s} | {'ours rows/s':>12s} | {'local rows/s':>12s} | {'ratio':>6s} | "
           f"{'goal ' + str(GOAL) + 'x':>9s} | {'ours worker RSS max/sum MiB':>27s} | {'ours client':>11s} | "
           f"{'local RSS MiB':>13s}")
-    print("-" * 143)
+    print("-" * 148)
     notes = []
     for name in STEPS:
         n = rows if name.startswith("materialize") else n_ev
@@ -376,7 +432,7 @@ def report(ours, local, rows, n_ev, limit, data_bytes, restarted, a):
         lrs = n / lo["seconds"] if lo["ok"] else None
         ratio = f"{ors / lrs:.2f}x" if ors and lrs else "-"
         met = ("yes" if ors / lrs >= GOAL else "NO") if ors and lrs else ("n/a" if ors else "FAILED")
-        print(f"{name:18s} | {n:>10,} | {f'{ors:,.0f}' if ors else 'failed':>12s} | "
+        print(f"{name:23s} | {n:>10,} | {f'{ors:,.0f}' if ors else 'failed':>12s} | "
               f"{f'{lrs:,.0f}' if lrs else 'failed':>12s} | {ratio:>6s} | {met:>9s} | "
               f"{mib(o['worker_max']) + ' / ' + mib(o['worker_sum']):>27s} | {mib(o['client']):>11s} | "
               f"{mib(lo['peak_rss']):>13s}")
@@ -385,7 +441,7 @@ def report(ours, local, rows, n_ev, limit, data_bytes, restarted, a):
                 notes.append(f"{who} {name}: {r['error']}")
             elif r.get("result"):
                 notes.append(f"{who} {name}: {r['result']['rows']:,} rows, {r['result']['matched']:,} with features")
-    print("-" * 143)
+    print("-" * 148)
     print(f"workers: 2 processes x 1 thread, memory limit {mib(limit)} MiB each; data {mib(data_bytes)} MiB in pandas "
           f"= {data_bytes / limit:.1f}x one worker's limit; workers restarted: {restarted or 'none'}")
     print("local: Feast LocalComputeEngine (pandas backend) + file offline store, each step in a fresh process")

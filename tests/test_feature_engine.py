@@ -6,6 +6,7 @@ repository definitions and data; historical values with an independent row-by-ro
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,19 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from feature_domains import (DEVICE_REPO, H, T0, iot_definitions, make_failures, make_orders,  # noqa: E402
-                             make_readings, newest_at, orders_definitions, repo_yaml, window_value)
+from feature_domains import (  # noqa: E402
+    DEVICE_REPO,
+    T0,
+    H,
+    iot_definitions,
+    make_failures,
+    make_orders,
+    make_readings,
+    newest_at,
+    orders_definitions,
+    repo_yaml,
+    window_value,
+)
 
 pytestmark = pytest.mark.timeout(900)
 END = T0 + 47 * H
@@ -34,8 +46,8 @@ def client():
 @pytest.fixture(scope="module")
 def iot(tmp_path_factory, client):
     "IoT readings, our repository (Dask engine) and a reference one (Feast's local engine), both materialized."
-    from feast import FeatureStore
     from distributed import get_task_stream
+    from feast import FeatureStore
 
     base = tmp_path_factory.mktemp("iot")
     rd = make_readings(base / "readings")
@@ -171,7 +183,6 @@ def test_apply_refuses_what_the_engine_cannot_compute(iot):
 
 def test_orders_composite_keys_equal_local_engine_and_oracle(tmp_path, client):
     from feast import FeatureStore
-
     from feature_domains import add_spend
 
     od = make_orders(tmp_path / "orders")
@@ -260,3 +271,138 @@ def test_engine_runs_on_the_registered_cluster_named_in_the_repo(iot, tmp_path, 
     finally:
         handle.close()
         settings.cache_clear()
+
+
+# --- the online write: from the workers ------------------------------------------------------------------------
+
+def test_sqlite_rows_are_byte_for_byte_what_feasts_own_write_inserts(iot):
+    "Our SQLite rows (built on the workers, one transaction) equal those Feast's local engine wrote, column by column."
+    import sqlite3
+
+    for view in ("device_latest", "device_fahrenheit"):
+        got = []
+        for fs in (iot["ours"], iot["ref"]):
+            with sqlite3.connect(fs.config.online_store.path) as conn:
+                got.append(conn.execute(f"SELECT entity_key, feature_name, value, value_text, event_ts, created_ts "
+                                        f"FROM iot_{view} ORDER BY entity_key, feature_name").fetchall())
+        assert len(got[0]) >= 12 and got[0] == got[1], view
+
+
+def failing_udf(df):
+    "A udf that fails on the partition holding device 7."
+    if (df["device_id"] == 7).any():
+        raise ValueError("bad reading of device 7")
+    return df.assign(temp_f=(df["temperature"] * 9 / 5 + 32).round(4))
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory):
+    "A real redis-server on a free loopback port (skipped where it is not installed)."
+    import shutil
+    import socket
+    import time
+
+    server = shutil.which("redis-server") or next((p for p in ["/usr/bin/redis-server"] if os.path.exists(p)), None)
+    if server is None:
+        pytest.skip("redis-server is not installed (run .ci/install-system.sh)")
+    import redis
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                redis.Redis(port=port).ping()
+                break
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def redis_repo(path: Path, project: str, port: int) -> Path:
+    "Our repository (Dask engine and offline store) with a Redis online store."
+    rp = repo_yaml(path, "dask", project)
+    yml = rp / "feature_store.yaml"
+    yml.write_text(yml.read_text().replace(f"  type: sqlite\n  path: {rp}/online.db\n",
+                                           f"  type: redis\n  connection_string: 127.0.0.1:{port},db=0\n"))
+    assert "type: redis" in yml.read_text()
+    return rp
+
+
+def redis_snapshot(port: int) -> dict:
+    "Every key of the Redis database and its hash."
+    import redis
+
+    r = redis.Redis(port=port)
+    return {k: r.hgetall(k) for k in r.scan_iter()}
+
+
+def test_redis_materialize_writes_from_the_workers_and_equals_the_local_engine(iot, client, redis_port, tmp_path):
+    from distributed import get_task_stream
+    from feast import FeatureStore
+
+    fs = FeatureStore(repo_path=str(redis_repo(tmp_path / "redis", "iotredis", redis_port)))
+    fs.apply(iot_definitions(iot["base"] / "readings"))
+    with get_task_stream(client) as stream:
+        fs.materialize(START.to_pydatetime(), END.to_pydatetime())
+    writes = [t for t in stream.data if str(t["key"]).startswith("online_write-")]
+    workers = set(client.scheduler_info()["workers"])
+    # each view's parts are written by the workers themselves (none in this process): 3 views, >= 4 parts each
+    assert len(writes) >= 12 and {t["worker"] for t in writes} <= workers and len({t["worker"] for t in writes}) == 2
+    rows = [{"device_id": d} for d in range(1, 15)]
+    a = fs.get_online_features(PLAIN, rows).to_df()
+    b = iot["ref"].get_online_features(PLAIN, rows).to_df()
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(fs.get_online_features(WINDOWS, rows).to_df(),
+                                  iot["ours"].get_online_features(WINDOWS, rows).to_df())
+    assert any(k.startswith(b"iotredis") or b"iotredis" in k for k in redis_snapshot(redis_port))
+
+
+def test_redis_failure_in_one_partition_writes_nothing_and_names_it(iot, client, redis_port, tmp_path):
+    "A udf failing in one partition: the error names the view and the part, Redis is unchanged, no interval recorded."
+    from feast import BatchFeatureView, FeatureStore, Field
+    from feast.types import Float64, Int64
+
+    from mlscale_sdk.features.engine import MaterializationError
+
+    fs = FeatureStore(repo_path=str(redis_repo(tmp_path / "redisfail", "iotfail", redis_port)))
+    device, latest, fahrenheit, _ = iot_definitions(iot["base"] / "readings")
+    fs.apply([device, latest, fahrenheit])
+    fs.materialize(START.to_pydatetime(), (T0 + 10 * H).to_pydatetime())
+    before = redis_snapshot(redis_port)
+    bad = BatchFeatureView(name="device_fahrenheit", entities=[device], source=latest.batch_source, mode="pandas",
+                           online=True, udf=failing_udf, ttl=timedelta(hours=3),
+                           schema=[Field(name="device_id", dtype=Int64), Field(name="temp_f", dtype=Float64)])
+    fs.apply([bad])
+    with pytest.raises(MaterializationError, match=r"view 'device_fahrenheit' failed in part \d+ of \d+: "
+                                                   r"ValueError: bad reading of device 7"):
+        fs.materialize((T0 + 10 * H).to_pydatetime(), END.to_pydatetime(), feature_views=["device_fahrenheit"])
+    assert redis_snapshot(redis_port) == before
+    iv = fs.get_feature_view("device_fahrenheit").materialization_intervals
+    assert max(e for _, e in iv) <= (T0 + 10 * H).to_pydatetime()
+
+
+def test_a_store_failing_while_workers_write_is_reported_with_the_view_and_part(iot, client, tmp_path):
+    "Redis unreachable when the workers write: the error names the view and the part; nothing claims success."
+    import socket
+
+    from feast import FeatureStore
+
+    from mlscale_sdk.features.engine import MaterializationError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # nothing listens there once the socket is closed
+    fs = FeatureStore(repo_path=str(redis_repo(tmp_path / "redisdead", "iotdead", dead)))
+    device, latest, _, _ = iot_definitions(iot["base"] / "readings")
+    fs.apply([device, latest])
+    with pytest.raises(MaterializationError, match=r"view 'device_latest', part \d+: writing \d+ entities to the "
+                                                   r"online store failed: ConnectionError"):
+        fs.materialize(START.to_pydatetime(), END.to_pydatetime())
+    assert not fs.get_feature_view("device_latest").materialization_intervals

@@ -174,8 +174,9 @@ def fit_shuffle_buffers() -> dict:
 def prepared(
     df: pd.DataFrame,  # all rows of some entities
     spec: ViewSpec,  # the view
+    sort: bool = True,  # sort the rows (a caller that only takes the newest rows sorts the keys itself)
 ) -> pd.DataFrame:
-    "The view's rows of one partition: transformed, filtered and sorted by key, time and created time."
+    "The view's rows of one partition: transformed, filtered and (`sort`) sorted by key, time and created time."
     if spec.udf is not None:
         df = spec.udf(df)
         lost = [c for c in [*spec.join_keys, spec.timestamp] if c not in df.columns]
@@ -184,7 +185,7 @@ def prepared(
         df = df.assign(**{spec.timestamp: utc(df[spec.timestamp])})
     if spec.filter:
         df = df.query(spec.filter)
-    return df.sort_values(spec.order(), kind="stable").reset_index(drop=True)
+    return (df.sort_values(spec.order(), kind="stable") if sort else df).reset_index(drop=True)
 
 # %% ../../nbs/03a_features_compute.ipynb #f993ed92
 def latest(
@@ -291,12 +292,13 @@ def view_rows(
     start=None,  # rows after this time
     end=None,  # rows up to this time
     nparts: int | None = None,  # partitions (default: the source's)
+    sort: bool = True,  # sort each partition's rows by key, time and created time
 ) -> dd.DataFrame:
     "The view's prepared rows in `(start, end]`, each entity's rows in one partition."
     src = read_source(spec, start, end)
     nparts = nparts or max(1, src.npartitions)
     shuffled = by_keys(src, list(spec.join_keys), nparts)
-    return shuffled.map_partitions(prepared, spec)
+    return shuffled.map_partitions(prepared, spec, sort)
 
 
 def _fast(spec: ViewSpec) -> bool:
@@ -319,7 +321,8 @@ def latest_rows(spec: ViewSpec, start=None, end=None) -> tuple:
         src = read_source(spec, start, end)
         top = src.map_partitions(latest, spec).repartition(npartitions=1).map_partitions(latest, spec)
         return top, checked(spec, src)
-    rows = view_rows(spec, start, end)
+    # `latest` sorts only the key and time columns: sorting every column of the prepared rows first cost as much
+    rows = view_rows(spec, start, end, sort=False)
     return rows.map_partitions(latest, spec), checked(spec, rows)
 
 

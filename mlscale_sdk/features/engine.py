@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from feast.infra.common.materialization_job import MaterializationJobStatus, MaterializationTask
 from feast.infra.compute_engines.base import ComputeEngine
@@ -16,15 +16,21 @@ from feast.infra.compute_engines.local.job import LocalMaterializationJob
 from feast.repo_config import FeastConfigBaseModel
 
 from ..config import get_logger
+from ..errors import MlscaleError
 from .compute import latest_rows, utc, windows_now
 from .definitions import check_supported, spec_of
 from .validate import FeatureValidationError, report
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = get_logger("features")
 
 # %% auto #0
-__all__ = ['log', 'DaskComputeEngineConfig', 'dask_client', 'online_bar', 'write_online', 'MaterializationJob',
-           'DaskComputeEngine']
+__all__ = ['log', 'PARALLEL_WRITERS', 'DaskComputeEngineConfig', 'dask_client', 'MaterializationError', 'writer_of',
+           'online_protos', 'sqlite_rows', 'sqlite_upsert', 'view_of', 'rows_task', 'write_task', 'parts', 'validated',
+           'write_sqlite', 'write_from_workers', 'write_distributed', 'online_bar', 'write_online',
+           'MaterializationJob', 'DaskComputeEngine']
 
 # %% ../../nbs/03e_features_engine.ipynb #b8279310
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -48,13 +54,15 @@ class DaskComputeEngineConfig(FeastConfigBaseModel):
 @contextlib.contextmanager
 def dask_client(config: DaskComputeEngineConfig):
     "The Dask client to materialize on (None: Dask's threads in this process)."
-    try:
-        from distributed import Client, get_client
+    from distributed import Client, get_client
 
-        yield get_client()
+    try:
+        current = get_client()
+    except ValueError:  # no client: one of the project's clusters, or Dask's threads
+        current = None
+    if current is not None:  # (an error of the caller's block must not be taken for "no client")
+        yield current
         return
-    except ValueError:
-        pass
     if config.cluster:
         from mlscale_sdk.clusters import get_cluster
 
@@ -67,6 +75,231 @@ def dask_client(config: DaskComputeEngineConfig):
             yield handle.client
     else:
         yield None
+
+# %% ../../nbs/03e_features_engine.ipynb #d91bc353
+PARALLEL_WRITERS = frozenset(
+    {
+        "RedisOnlineStore",
+        "PostgreSQLOnlineStore",
+        "DynamoDBOnlineStore",
+        "BigtableOnlineStore",
+        "DatastoreOnlineStore",
+        "CassandraOnlineStore",
+        "MySQLOnlineStore",
+    }
+)  # online stores that take concurrent writers from several processes
+
+
+class MaterializationError(MlscaleError, RuntimeError):
+    "A materialization that failed in one part (names the view and the part)."
+
+
+def writer_of(online_store, repo_config) -> str:
+    "Who writes a view's rows to `online_store`: `workers`, `sqlite` (one transaction here) or `client`."
+    names = {c.__name__ for c in type(online_store).__mro__}
+    if names & PARALLEL_WRITERS:
+        return "workers"
+    cfg = repo_config.online_store
+    plain = not getattr(cfg, "vector_enabled", False) and not getattr(cfg, "enable_openai_compatible_store", False)
+    return "sqlite" if "SqliteOnlineStore" in names and plain else "client"
+
+# %% ../../nbs/03e_features_engine.ipynb #37a2e50a
+def online_protos(
+    df: pd.DataFrame,  # computed rows of one view (keys, timestamps, features)
+    fv,  # the Feast feature view
+    batch_rows: int = 10_000,  # rows per conversion batch
+) -> list:
+    "The rows of `df` as Feast's online rows: (entity key, feature values, event time, created time)."
+    import pyarrow as pa
+    from feast.utils import _convert_arrow_to_proto
+
+    ts = fv.batch_source.timestamp_field
+    df = df.drop(columns=[c for c in ("_part",) if c in df.columns])
+    if not len(df):
+        return []
+    df = df.assign(**{ts: utc(df[ts])}).reset_index(drop=True)
+    table = pa.Table.from_pandas(df, preserve_index=False).combine_chunks()
+    keys = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
+    out = []
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        out += _convert_arrow_to_proto(batch, fv, keys)
+    return out
+
+
+def sqlite_rows(protos: list, repo_config) -> list:
+    "Feast's online rows as the rows Feast's SQLite `online_write_batch` inserts (plain tables, no vectors)."
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.infra.online_stores.helpers import extract_text_and_num
+    from feast.utils import to_naive_utc
+
+    version = repo_config.entity_key_serialization_version
+    rows = []
+    for key, values, ts, created in protos:
+        kb = serialize_entity_key(key, entity_key_serialization_version=version)
+        ts, created = to_naive_utc(ts), (to_naive_utc(created) if created is not None else None)
+        rows += [
+            (kb, n, v.SerializeToString(), extract_text_and_num(v, False)[0], ts, created) for n, v in values.items()
+        ]
+    return rows
+
+
+def sqlite_upsert(repo_config, fv) -> str:
+    "The statement Feast's SQLite store writes one (entity, feature) row with."
+    from feast.infra.online_stores.sqlite import _quote_id, _table_id
+
+    table = _table_id(repo_config.project, fv, repo_config.registry.enable_online_feature_view_versioning)
+    cols = ["entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts"]
+    sets = ", ".join(f"{c} = excluded.{c}" for c in cols[2:])
+    return (
+        f"INSERT INTO {_quote_id(table)} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+        f"ON CONFLICT(entity_key, feature_name) DO UPDATE SET {sets};"
+    )
+
+# %% ../../nbs/03e_features_engine.ipynb #b2405cc0
+def view_of(blob: bytes):
+    "A Feast feature view from its serialized proto."
+    from feast import FeatureView
+    from feast.protos.feast.core.FeatureView_pb2 import FeatureView as FeatureViewProto
+
+    proto = FeatureViewProto()
+    proto.ParseFromString(blob)
+    return FeatureView.from_proto(proto)
+
+
+def rows_task(df, blob: bytes, repo_config, writer: str, batch_rows: int, j: int = 0, k: int = 1) -> dict:
+    "On a worker: slice `j` of `k` of a computed partition as its writer's rows (`n`: entities, `rows`)."
+    if k > 1:
+        df = df.iloc[j * len(df) // k : (j + 1) * len(df) // k]
+    protos = online_protos(df, view_of(blob), batch_rows)
+    return {"n": len(protos), "rows": sqlite_rows(protos, repo_config) if writer == "sqlite" else protos}
+
+
+def write_task(part: dict, blob: bytes, repo_config, index: int, batch_rows: int = 10_000) -> dict:
+    "On a worker: write one converted part through the online store built from `repo_config`; who wrote what."
+    import os
+
+    from feast.infra.online_stores.helpers import get_online_store_from_config
+
+    fv, rows = view_of(blob), part["rows"]
+    try:
+        store = get_online_store_from_config(repo_config.online_store)
+        for i in range(0, len(rows), batch_rows):
+            store.online_write_batch(config=repo_config, table=fv, data=rows[i : i + batch_rows], progress=None)
+    except Exception as e:
+        raise MaterializationError(
+            f"view {fv.name!r}, part {index}: writing {len(rows)} entities to the online store failed: "
+            f"{type(e).__name__}: {e}"
+        ) from e
+    from distributed import get_worker
+
+    return {"part": index, "entities": len(rows), "worker": get_worker().address, "pid": os.getpid()}
+
+# %% ../../nbs/03e_features_engine.ipynb #8b6d50db
+def parts(futures: list, view: str):
+    "Yield `(index, future)` for each part as it completes; a failed part raises naming the view and the part."
+    from distributed import as_completed
+
+    index = {f.key: i for i, f in enumerate(futures)}
+    for f in as_completed(futures):
+        if f.status == "error":
+            exc = f.exception()
+            raise MaterializationError(
+                f"materializing view {view!r} failed in part {index[f.key]} of {len(futures)}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        yield index[f.key], f
+
+
+def validated(checks, view: str) -> None:
+    "Raise `FeatureValidationError` if the computed checks (a future or None) report failures."
+    msg = report(checks.result() if checks is not None else None, view)
+    if msg:
+        raise FeatureValidationError(msg)
+
+
+def write_sqlite(engine, fv, futures: list, checks, bar=None) -> tuple:
+    "Insert the parts (SQLite rows) as they complete, in one transaction; (entities, {})."
+    conn = engine.online_store._get_conn(engine.repo_config)
+    sql, n = sqlite_upsert(engine.repo_config, fv), 0
+    with conn:  # one transaction: a failed part or check rolls every part back
+        for _, f in parts(futures, fv.name):
+            part = f.result()
+            f.release()
+            conn.executemany(sql, part["rows"])
+            n += part["n"]
+            if bar:
+                bar.update(part["n"])
+        validated(checks, fv.name)
+    return n, {}
+
+
+def write_from_workers(engine, client, fv, futures: list, checks, blob: bytes, tok: str, bar=None) -> tuple:
+    "Once every part is computed and validated, each worker writes its parts; (entities, {worker: entities})."
+    for _ in parts(futures, fv.name):
+        pass  # nothing is written before every part is computed and converted
+    validated(checks, fv.name)
+    bs = engine.config.write_batch_rows
+    writes = [
+        client.submit(write_task, f, blob, engine.repo_config, i, bs, key=f"online_write-{tok}-{i}")
+        for i, f in enumerate(futures)
+    ]
+    n, by = 0, {}
+    for _, f in parts(writes, fv.name):
+        r = f.result()
+        n, by[r["worker"]] = n + r["entities"], by.get(r["worker"], 0) + r["entities"]
+        if bar:
+            bar.update(r["entities"])
+    return n, by
+
+# %% ../../nbs/03e_features_engine.ipynb #3881838c
+def write_distributed(engine, client, fv, todo, checks, writer: str, task: MaterializationTask) -> tuple:
+    "Convert (and, for `workers`, write) the computed partitions of `todo` on the cluster; (entities, writers)."
+    import uuid
+
+    from dask import delayed
+
+    blob, tok = fv.to_proto().SerializeToString(), uuid.uuid4().hex[:10]
+    pieces = todo.to_delayed()
+    k = max(1, -(-2 * len(client.nthreads()) // max(1, len(pieces))))  # at least two parts per worker thread
+    rows = [
+        delayed(rows_task, pure=False)(
+            p,
+            blob,
+            engine.repo_config,
+            writer,
+            engine.config.write_batch_rows,
+            j,
+            k,
+            dask_key_name=f"online_rows-{tok}-{i * k + j}",
+        )
+        for i, p in enumerate(pieces)
+        for j in range(k)
+    ]
+    futures = client.compute(rows)
+    checks = client.compute(checks) if checks is not None else None
+    bar = task.tqdm_builder(len(rows)) if task.tqdm_builder and writer == "sqlite" else None
+    try:
+        if writer == "sqlite":
+            return write_sqlite(engine, fv, futures, checks, _Parts(bar))
+        return write_from_workers(engine, client, fv, futures, checks, blob, tok)
+    finally:
+        client.cancel(futures + ([checks] if checks is not None else []))
+        if bar:
+            bar.close()
+
+
+class _Parts:
+    "A progress bar counting parts (SQLite: the entities of a part are known once it is computed)."
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def update(self, _n):
+        if self.bar:
+            self.bar.update(1)
+
+    def __bool__(self):
+        return self.bar is not None
 
 # %% ../../nbs/03e_features_engine.ipynb #5de49c84
 def online_bar(
@@ -141,20 +374,27 @@ class DaskComputeEngine(ComputeEngine):
         start, end = pd.Timestamp(task.start_time), pd.Timestamp(task.end_time)
         start = start.tz_localize("UTC") if start.tz is None else start.tz_convert("UTC")
         end = end.tz_localize("UTC") if end.tz is None else end.tz_convert("UTC")
-        with dask_client(self.config):
+        writer = writer_of(self.online_store, self.repo_config) if fv.online else "client"
+        with dask_client(self.config) as client:
             todo, checks = windows_now(spec, start, end) if spec.windows else latest_rows(spec, start, end)
-            df, bad = dask.compute(todo, checks) if checks is not None else (todo.compute(), None)
-        msg = report(bad, fv.name)
-        if msg:
-            raise FeatureValidationError(msg)
-        df = df.drop(columns=[c for c in ("_part",) if c in df.columns])
-        df[spec.timestamp] = utc(df[spec.timestamp])
-        n = write_online(self, fv, df, task)
+            if client is not None and writer != "client":
+                n, writers = write_distributed(self, client, fv, todo, checks, writer, task)
+            else:
+                df, bad = dask.compute(todo, checks) if checks is not None else (todo.compute(), None)
+        if client is None or writer == "client":
+            msg = report(bad, fv.name)
+            if msg:
+                raise FeatureValidationError(msg)
+            df = df.drop(columns=[c for c in ("_part",) if c in df.columns])
+            df[spec.timestamp] = utc(df[spec.timestamp])
+            n, writer, writers = write_online(self, fv, df, task), "client", {}
         stats = {
             "view": fv.name,
             "start": start.isoformat(),
             "end": end.isoformat(),
             "entities": n,
+            "writer": writer,  # who wrote the online store: workers, sqlite (one transaction here) or client
+            "writers": writers,  # entities written by each worker (writer `workers`)
             "seconds": round(time.perf_counter() - t0, 3),
         }
         log.info(f"materialized {n} entities of {fv.name} in {stats['seconds']}s")
