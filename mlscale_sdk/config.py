@@ -213,7 +213,10 @@ class ConsoleHandler(logging.StreamHandler):
 
     @property
     def stream(self):
-        return sys.stdout if in_kernel() else sys.stderr
+        try:
+            return sys.stdout if in_kernel() else sys.stderr
+        except NameError:  # the module's globals are gone at interpreter exit, when logging flushes its handlers
+            return None
 
     @stream.setter
     def stream(self, value):  # the stream follows `sys.stdout`/`sys.stderr`; `StreamHandler` sets it once

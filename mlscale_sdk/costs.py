@@ -17,6 +17,18 @@ __all__ = ['log', 'usage_plugin', 'usage_dict', 'record_usage', 'usage_history',
            'attach_usage', 'usage_of', 'detach_usage']
 
 # %% ../nbs/01e_costs.ipynb #cdbccffe
+async def _off_loop(fn, *args):
+    "Run `fn(*args)` in a thread, or right here when the interpreter is exiting (its thread pool is gone)."
+    import asyncio
+
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except RuntimeError as e:  # "cannot schedule new futures after interpreter shutdown": a cluster closed at exit
+        if "shutdown" not in str(e):
+            raise
+        return fn(*args)
+
+
 def usage_plugin(
     name: str,  # the cluster's registry name
     profile: str,  # its profile
@@ -51,13 +63,11 @@ def usage_plugin(
             return usage_dict(core, gpus, prices)
 
         async def close(self):
-            import asyncio
-
             if record:
                 u = self.usage()
-                await asyncio.to_thread(record_usage, name, profile, self.started, u["core_seconds"], u["gpu_seconds"])
+                await _off_loop(record_usage, name, profile, self.started, u["core_seconds"], u["gpu_seconds"])
             if on_close is not None:
-                await asyncio.to_thread(on_close)
+                await _off_loop(on_close)
 
     return MlscaleUsage()
 

@@ -134,26 +134,40 @@ def _on_joined(client, name: str, mode: str, address: str, mine: dict | None, pa
     client.log_event(VERSION_TOPIC, {"cluster": name, "worker": address, "mode": mode, "message": msg})
 
 
+def _poll_joined(client, interval: float, on_joined):
+    "Call `on_joined(address)` for every worker that joins `client`'s scheduler, until the client closes."
+    import time
+
+    try:
+        known = set(client.nthreads())
+        while client.status == "running":
+            time.sleep(interval)
+            now = set(client.nthreads()) if client.status == "running" else known
+            for address in sorted(now - known):
+                on_joined(address)
+            known = now
+    except Exception:  # the client or its scheduler went away: nothing more to watch
+        return
+
+
 def watch_workers(
     client,  # a connected `distributed.Client`
     name: str,  # the cluster's name, for the message
     mode: str = "warn",  # warn | error | off (the `version_check` setting)
     packages: tuple = PACKAGES,
     mine: dict | None = None,  # the versions to compare with (default: the client's)
+    interval: float = 1.0,  # seconds between looks at the scheduler's worker list
 ):
     "Check every worker that joins `client`'s scheduler from now on: warn, or close it (`error`)."
     import threading
 
-    if mode == "off":
+    if mode == "off" or client.asynchronous:
         return
 
-    def on_event(event):
-        msg = event[1] if isinstance(event, tuple) and len(event) == 2 else None
-        if isinstance(msg, dict) and msg.get("action") == "add-worker" and isinstance(msg.get("worker"), str):
-            args = (client, name, mode, msg["worker"], mine, packages)
-            threading.Thread(target=_on_joined, args=args, daemon=True, name="mlscale-version-check").start()
+    def joined(address):
+        _on_joined(client, name, mode, address, mine, packages)
 
-    client.subscribe_topic("all", on_event)
+    threading.Thread(target=_poll_joined, args=(client, interval, joined), daemon=True, name="mlscale-versions").start()
 
 # %% ../nbs/01d_environment.ipynb #f9dfef85
 def environment_diff(

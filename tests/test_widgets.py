@@ -31,7 +31,7 @@ def test_cluster_control_lists_scales_and_stops_a_cluster_from_code(project):
         cc.stop_btn.click()
         assert "stopped" in cc.message.value and repr(cc) == "no clusters running"
         cc.stop_btn.click()   # nothing selected any more: the error shows in the widget, nothing raises
-        assert "color:red" in cc.message.value
+        assert "jp-error-color1" in cc.message.value
     finally:
         h.close()
 
