@@ -265,3 +265,13 @@ def test_the_lock_installs_from_the_registry(tmp_path):
                         "-r", str(lock)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "Would install" in r.stdout
+
+
+def test_a_watched_client_survives_replicate(project):
+    # Dask logs `replicate` on the scheduler's `all` topic with objects it cannot send: a client subscribed to that
+    # topic lost its scheduler (FuturesCancelledError: scheduler-connection-lost); the watch must not subscribe to it
+    with C.start_cluster("local", name="rep", n_workers=2, threads_per_worker=1) as c:
+        fut = c.client.scatter(list(range(10)))
+        c.client.replicate([fut], n=2)
+        assert c.client.submit(sum, fut).result(timeout=30) == 45
+        assert c.client.status == "running"
