@@ -80,6 +80,8 @@ def proxy_allowed(handler, host: str) -> bool:
         return False
     host = "localhost" if host.lower() in LOOPBACK else host.lower()
     ok = (host, port) in allowed_targets()
+    if not ok:  # a cluster started since the last look (a pane opened right after the start): look again, rate-limited
+        ok = (host, port) in allowed_targets(ttl=0.25)
     if not ok:
         handler.log.warning(f"mlscale: proxy to {host}:{port} refused (not the dashboard of a registered cluster)")
     return ok
