@@ -8,6 +8,8 @@ import {
   formatMetric,
   keyMetrics,
   mergeList,
+  metricUnit,
+  runLabel,
   promotionHistory,
   scheduleInWords
 } from './view';
@@ -159,4 +161,13 @@ test('the runs started here that ended are the ones to notify about', () => {
     { id: 'r3', status: 'succeeded' }
   ]);
   assert.deepEqual(out, [{ id: 'r2', job: 'b', status: 'failed', error: 'ValueError: boom' }]);
+});
+
+test('metric units from their names, run labels for the chart axis', () => {
+  assert.equal(metricUnit('duration_s'), 's');
+  assert.equal(metricUnit('latency_ms'), 'ms');
+  assert.equal(metricUnit('auc'), '');
+  assert.equal(metricUnit('accuracy_pct'), '%');
+  assert.equal(runLabel({ id: 'abcdef123', started_at: '2026-03-04T05:06:00Z' }), '03-04 05:06');
+  assert.equal(runLabel({ id: 'abcdef123' }), 'abcdef');
 });

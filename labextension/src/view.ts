@@ -233,3 +233,32 @@ export function endedRuns(
   }
   return out;
 }
+
+/** The unit of a metric read from its name (`duration_s`, `latency_ms`, `peak_bytes`, `accuracy_pct`); '' when none. */
+export function metricUnit(name: string): string {
+  const m = /(?:^|[_.\-/])(s|sec|seconds|ms|bytes|mb|gb|pct|percent)$/i.exec(name);
+  if (!m) return '';
+  const u = m[1].toLowerCase();
+  return (
+    {
+      s: 's',
+      sec: 's',
+      seconds: 's',
+      ms: 'ms',
+      bytes: 'B',
+      mb: 'MB',
+      gb: 'GB',
+      pct: '%',
+      percent: '%'
+    }[u] || ''
+  );
+}
+
+/** A short label for a run on a chart axis: its start as MM-DD HH:MM (UTC), or its id. */
+export function runLabel(r: { id: string; started_at?: string | null }): string {
+  if (!r.started_at) return r.id.slice(0, 6);
+  const d = new Date(r.started_at);
+  if (isNaN(d.getTime())) return r.id.slice(0, 6);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}`;
+}
