@@ -41,7 +41,13 @@ export function MetricChart(props: {
         </g>
       ))}
       {g.xTicks.map((t, i) => (
-        <text key={`x${i}`} className="mlscale-tick" x={t.at} y={bottom + 12} textAnchor="middle">
+        <text
+          key={`x${i}`}
+          className="mlscale-tick"
+          x={t.at}
+          y={bottom + 12}
+          textAnchor={g.xTicks.length > 1 && i === g.xTicks.length - 1 ? 'end' : 'middle'}
+        >
           {t.label}
         </text>
       ))}
