@@ -55,6 +55,7 @@ export class PanelModel extends VDomModel {
   private ticks = 0;
   private timer: number | undefined;
   private busy = false;
+  private hidden = true;
 
   /** Replace parts of the state; listeners re-render only when one of them is a new value. */
   update(part: Partial<PanelState>): void {
@@ -66,18 +67,30 @@ export class PanelModel extends VDomModel {
   }
 
   start(): void {
+    this.hidden = false;
     if (this.timer !== undefined) return;
     void this.refresh(true);
-    this.timer = window.setInterval(() => void this.refresh(), POLL_MS);
+    this.timer = window.setInterval(() => void this.tick(), POLL_MS);
   }
 
+  /** The panel is hidden: polls stop, once the runs started here have ended (their notifications still come). */
   stop(): void {
+    this.hidden = true;
+    if (!this.watched.size) this.clear();
+  }
+
+  private clear(): void {
     window.clearInterval(this.timer);
     this.timer = undefined;
   }
 
+  private tick(): void {
+    if (this.hidden && !this.watched.size) this.clear();
+    else void this.refresh();
+  }
+
   dispose(): void {
-    this.stop();
+    this.clear();
     super.dispose();
   }
 
@@ -180,7 +193,11 @@ export class PanelModel extends VDomModel {
     const { body, errors } = runBody(fields, overrides);
     if (!body) return { errors };
     const run = await post(`jobs/${enc(job)}/run`, body);
-    if (run?.id) this.watched.set(String(run.id), job);
+    if (run?.id) {
+      this.watched.set(String(run.id), job);
+      if (this.timer === undefined)
+        this.timer = window.setInterval(() => void this.tick(), POLL_MS);
+    }
     await this.refresh();
     return { errors: {}, run: run as Run };
   }

@@ -54,7 +54,7 @@ export const ClusterCard = React.memo(function ClusterCard(props: {
   const [n, setN] = React.useState(String(c.workers ?? 1));
   const [lo, setLo] = React.useState('0');
   const m = props.model;
-  const used = (c as Record<string, unknown>).memory_used as number | null | undefined;
+  const used = c.memory_used;
   return (
     <div className="mlscale-card mlscale-cluster" data-name={c.name}>
       <div className="mlscale-card-head">
@@ -65,7 +65,7 @@ export const ClusterCard = React.memo(function ClusterCard(props: {
         <span className="mlscale-workers">{c.workers ?? '?'} workers</span>
         <Stat label="threads" value={c.threads ?? '?'} />
         <Stat
-          label="memory"
+          label={used !== undefined && used !== null ? 'memory in use' : 'memory'}
           value={
             used !== undefined && used !== null
               ? `${formatBytes(used)} / ${formatBytes(c.memory)}`

@@ -221,6 +221,67 @@ export async function promoteModel(panel: PanelModel, m: Model, metrics: string[
   }
 }
 
+/** The newest versions side by side: a column per version, a row per key metric, then their aliases. */
+function VersionsTable(props: {
+  versions: Model['versions'];
+  metrics: Record<string, number>[];
+  keys: string[];
+}): JSX.Element {
+  const vs = props.versions;
+  return (
+    <div className="mlscale-scroll">
+      <table className="mlscale-table mlscale-versions">
+        <thead>
+          <tr>
+            <th />
+            {vs.map(v => (
+              <th key={v.version}>v{v.version}</th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {props.keys.map(k => (
+            <tr key={k}>
+              <th>{k}</th>
+              {vs.map((v, i) => (
+                <td key={v.version}>{formatMetric(props.metrics[i][k])}</td>
+              ))}
+            </tr>
+          ))}
+          <tr>
+            <th>aliases</th>
+            {vs.map(v => (
+              <td key={v.version}>{v.aliases.map(a => `@${a}`).join(' ')}</td>
+            ))}
+          </tr>
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/** The recorded promotion decisions of a model, newest first, folded. */
+function PromotionList(props: { versions: Model['versions'] }): JSX.Element | null {
+  const history = promotionHistory(props.versions);
+  if (!history.length) return null;
+  return (
+    <details className="mlscale-history">
+      <summary>promotion history ({history.length})</summary>
+      <ul>
+        {history.map(h => (
+          <li key={`${h.alias}-${h.version}`} data-decision={h.decision}>
+            <span className={`mlscale-badge mlscale-${h.decision === 'promoted' ? 'ok' : 'bad'}`}>
+              {h.decision}
+            </span>{' '}
+            v{h.version} → @{h.alias} <span className="mlscale-meta">{h.at}</span>
+            <div className="mlscale-meta">{h.reasons.join('; ')}</div>
+          </li>
+        ))}
+      </ul>
+    </details>
+  );
+}
+
 /** One registered model: versions with key metrics side by side, aliases with their promotion history. */
 export const ModelCard = React.memo(function ModelCard(props: {
   model: Model;
@@ -231,7 +292,6 @@ export const ModelCard = React.memo(function ModelCard(props: {
   const vs = m.versions.slice(-6); // the newest six versions side by side
   const mets = vs.map(v => (v.run_id && props.runMetrics[v.run_id]) || {});
   const keys = keyMetrics(mets, 4);
-  const history = promotionHistory(m.versions);
   return (
     <div className="mlscale-card mlscale-model" data-name={m.name}>
       <div className="mlscale-card-head">
@@ -242,52 +302,8 @@ export const ModelCard = React.memo(function ModelCard(props: {
           </span>
         ))}
       </div>
-      <div className="mlscale-scroll">
-        <table className="mlscale-table mlscale-versions">
-          <thead>
-            <tr>
-              <th />
-              {vs.map(v => (
-                <th key={v.version}>v{v.version}</th>
-              ))}
-            </tr>
-          </thead>
-          <tbody>
-            {keys.map(k => (
-              <tr key={k}>
-                <th>{k}</th>
-                {vs.map((v, i) => (
-                  <td key={v.version}>{formatMetric(mets[i][k])}</td>
-                ))}
-              </tr>
-            ))}
-            <tr>
-              <th>aliases</th>
-              {vs.map(v => (
-                <td key={v.version}>{v.aliases.map(a => `@${a}`).join(' ')}</td>
-              ))}
-            </tr>
-          </tbody>
-        </table>
-      </div>
-      {history.length ? (
-        <details className="mlscale-history">
-          <summary>promotion history ({history.length})</summary>
-          <ul>
-            {history.map(h => (
-              <li key={`${h.alias}-${h.version}`} data-decision={h.decision}>
-                <span
-                  className={`mlscale-badge mlscale-${h.decision === 'promoted' ? 'ok' : 'bad'}`}
-                >
-                  {h.decision}
-                </span>{' '}
-                v{h.version} → @{h.alias} <span className="mlscale-meta">{h.at}</span>
-                <div className="mlscale-meta">{h.reasons.join('; ')}</div>
-              </li>
-            ))}
-          </ul>
-        </details>
-      ) : null}
+      <VersionsTable versions={vs} metrics={mets} keys={keys} />
+      <PromotionList versions={m.versions} />
       <div className="mlscale-controls">
         <ActionButton label="Promote" accept onClick={() => promoteModel(props.panel, m, keys)} />
       </div>
