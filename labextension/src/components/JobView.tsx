@@ -185,10 +185,10 @@ function RunsTable(props: { runs: Run[]; actions: JobActions }): JSX.Element {
 }
 
 /** The metric picker and its chart over the runs (oldest first). */
-function MetricsPlot(props: { runs: Run[] }): JSX.Element | null {
+function MetricsPlot(props: { runs: Run[] }): JSX.Element {
   const names = Array.from(new Set(props.runs.flatMap(r => Object.keys(r.metrics || {}))));
   const [metric, setMetric] = React.useState('');
-  if (!names.length) return null;
+  if (!names.length) return <i className="mlscale-empty">no metrics logged by these runs</i>;
   const m = names.includes(metric) ? metric : names[0];
   const values = props.runs
     .slice()
