@@ -299,6 +299,9 @@ def test_every_view(page, lab, theme):
     runs = api_get(base, token, "jobs/scored/history")
     assert runs[0]["parameters"] == {"rows": 30} and runs[0]["metrics"]["auc"] == pytest.approx(0.8), runs[0]
     shot(page, f"job-view-two-runs-{theme}.png")
+    view.locator("tr.mlscale-run .mlscale-open-output").first.click()  # the output notebook opens in Lab
+    page.locator(".jp-NotebookPanel .jp-Cell", has_text="log_metrics").first.wait_for()
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="Job scored").click()
 
     view.locator("button", has_text="Pause").click()
     view.locator(".mlscale-badge", has_text="paused").first.wait_for()

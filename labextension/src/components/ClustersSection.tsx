@@ -51,7 +51,9 @@ export const ClusterCard = React.memo(function ClusterCard(props: {
   actions: ClusterActions;
 }): JSX.Element {
   const c = props.cluster;
-  const [n, setN] = React.useState(String(c.workers ?? 1));
+  // null until typed: the input follows the cluster's worker count; once typed, it keeps what was typed
+  const [typed, setN] = React.useState<string | null>(null);
+  const n = typed ?? String(c.workers ?? 1);
   const [lo, setLo] = React.useState('0');
   const m = props.model;
   const used = c.memory_used;
