@@ -273,6 +273,10 @@ export class JobModel extends VDomModel {
       this.job = job;
       this.runs = mergeList(this.runs, runs, r => r.id);
       this.error = '';
+      // the sidebar shows the same job: bring it along rather than up to a poll later
+      const shown = this.panel.state.jobs.find(x => x.name === this.name);
+      if (shown && JSON.stringify(shown.last_run) !== JSON.stringify(job.last_run))
+        void this.panel.refresh();
     } catch (e) {
       this.error = (e as Error).message;
     }

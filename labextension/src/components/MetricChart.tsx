@@ -2,6 +2,12 @@ import * as React from 'react';
 import { chartGeometry } from '../view';
 import { formatMetric } from '../view';
 
+/** The first of several x labels starts at the y axis, the last ends at the right edge: none is cut or overlaps. */
+function tickAnchor(i: number, n: number): 'start' | 'middle' | 'end' {
+  if (n < 2) return 'middle';
+  return i === 0 ? 'start' : i === n - 1 ? 'end' : 'middle';
+}
+
 /**
  * A metric over runs as an SVG chart: axes with ticks, the metric's name (and unit) on the y axis, the runs on the
  * x axis, a visible point per run (joined by a line when there are several).
@@ -46,7 +52,7 @@ export function MetricChart(props: {
           className="mlscale-tick"
           x={t.at}
           y={bottom + 12}
-          textAnchor={g.xTicks.length > 1 && i === g.xTicks.length - 1 ? 'end' : 'middle'}
+          textAnchor={tickAnchor(i, g.xTicks.length)}
         >
           {t.label}
         </text>
