@@ -214,7 +214,8 @@ class ClusterOut(Out):
     started_at: str  # ISO time
     workers: int | None = None
     threads: int | None = None
-    memory: int | None = None  # bytes of worker memory
+    memory: int | None = None  # bytes of worker memory (the limits)
+    memory_used: int | None = None  # bytes in use by the worker processes
     idle_timeout: float | None = None  # seconds
     idle_left: float | None = None  # seconds left before an idle shutdown
     core_hours: float | None = None

@@ -89,6 +89,15 @@ def shot(page, name):
     page.screenshot(path=str(ART / name))
 
 
+def api_send(base, token, method, path, body=None):
+    "Call the mlscale API with the token; the JSON answer (None for 204)."
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{base}/mlscale/api/{path}", data=data, method=method,
+                                 headers={"Authorization": f"token {token}"})
+    text = urllib.request.urlopen(req).read()
+    return json.loads(text) if text else None
+
+
 def api_get(base, token, path):
     req = urllib.request.Request(f"{base}/mlscale/api/{path}", headers={"Authorization": f"token {token}"})
     return json.loads(urllib.request.urlopen(req).read())
@@ -112,6 +121,8 @@ def test_promote_with_alert_email_and_rule(page, lab, theme):
     dialog.locator("button", has_text="Promote").click()
     page.locator('.jp-Dialog [data-error="alertEmail"]', has_text="not an address").wait_for()
     page.locator(".jp-Dialog .mlscale-error-general", has_text="need a fix").wait_for()
+    ok = page.locator(".jp-Dialog button", has_text="Promote").bounding_box()
+    assert ok and ok["y"] + ok["height"] <= 800, f"the Promote button is off screen: {ok}"
     shot(page, f"promote-alert-error-{theme}.png")
     page.locator(".jp-Dialog input[name=alertEmail]").fill("ops@example.com")
     page.locator(".jp-Dialog select[name=ruleKind]").select_option("metric")
@@ -144,7 +155,9 @@ def test_scale_typed_while_updates_arrive(page, lab, theme):
     page.wait_for_function("() => /[1-9]\\d* workers/.test(document.querySelector('#mlscale-panel .mlscale-workers')?.textContent || '')")
     n = cluster.locator("input.mlscale-n")
     n.click(); n.fill(""); page.keyboard.type("3")
+    before = cluster.locator(".mlscale-idle").text_content()
     page.wait_for_timeout(9000)  # two polls at 4 s
+    assert cluster.locator(".mlscale-idle").text_content() != before, "no update arrived while typing"
     assert n.input_value() == "3"
     assert page.evaluate("() => document.activeElement?.classList.contains('mlscale-n')"), "the typed input lost focus"
     assert panel.locator("select.mlscale-profile").input_value() == "local"
@@ -158,23 +171,33 @@ def test_scale_typed_while_updates_arrive(page, lab, theme):
     assert page.console_errors == [], page.console_errors
 
 
-def test_failed_run_started_here_is_a_lab_notification(page, lab):
-    "Run now from the panel on a notebook that raises: when the run ends, Lab's notification says it failed."
+@pytest.mark.parametrize("theme", ["light", "dark"], indirect=True)
+def test_failed_run_started_here_is_a_lab_notification(page, lab, theme):
+    "Run now from the panel on a notebook that raises: a Lab notification says it failed; its detail shows the error."
     base, token, project = lab
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell("raise ValueError('boom')")]
     nbformat.write(nb, project / "breaks.ipynb")
-    req = urllib.request.Request(f"{base}/mlscale/api/jobs", data=json.dumps({"notebook": "breaks.ipynb"}).encode(),
-                                 method="POST", headers={"Authorization": f"token {token}"})
-    assert urllib.request.urlopen(req).status == 201
+    api_send(base, token, "POST", "jobs", {"notebook": "breaks.ipynb"})
     page.goto(f"{base}/lab?reset&token={token}")
     page.locator('.jp-SideBar.jp-mod-left li[data-id="mlscale-panel"]').click()
     job = page.locator('#mlscale-panel .mlscale-job[data-name="breaks"]')
     job.wait_for()
+    assert "on demand" in job.locator(".mlscale-schedule").text_content()
     job.locator("button", has_text="Run now").click()
     page.get_by_text("mlscale: run of 'breaks' failed").first.wait_for(timeout=180_000)
-    shot(page, "notification-run-failed.png")
+    shot(page, f"notification-run-failed-{theme}.png")
+    job.locator("button", has_text="History").click()
+    view = page.locator('.mlscale-job-view[data-name="breaks"]')
+    row = view.locator('tr.mlscale-run[data-status="failed"]').first
+    row.wait_for()
+    assert "ValueError: boom" in row.locator(".mlscale-error-summary").text_content()
+    row.click()
+    detail = view.locator(".mlscale-run-detail")
+    detail.locator(".mlscale-error-text", has_text="boom").wait_for()
+    assert "attempt" in detail.text_content()
+    shot(page, f"job-failed-run-detail-{theme}.png")
     errors = [e for e in page.console_errors if "boom" not in e]
     assert errors == [], errors
 
@@ -184,6 +207,116 @@ def test_extension_listed_enabled():
     text = out.stdout + out.stderr
     line = [l for l in text.splitlines() if "mlscale-labextension" in l]
     assert line and "enabled" in line[0] and "OK" in line[0], text
+
+
+def _wait_run(base, token, run_id, timeout=150):
+    "The run once it has ended (polled through the API)."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = api_get(base, token, f"runs/{run_id}")
+        if r["status"] not in ("queued", "running"):
+            return r
+        time.sleep(1)
+    raise TimeoutError(f"run {run_id} still {r['status']}")
+
+
+def _two_model_versions():
+    "A registered model 'scorer' with two versions (auc 0.9 and 0.7), v1 promoted to @champion by the SDK."
+    import numpy as np, pandas as pd, xgboost as xgb
+    from mlscale_sdk import tracking
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(100, 2)), columns=["a", "b"])
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 2, "nthread": 1},
+                        xgb.DMatrix(X, label=(X.a > 0).astype(int)), 3)
+    for auc in (0.9, 0.7):
+        with tracking.start_run("scorer") as run:
+            run.log_metric("auc", auc)
+            run.log_metric("logloss", 1 - auc)
+            tracking.log_xgboost_model(booster, X, registered_model_name="scorer")
+    assert tracking.promote("scorer", 1, metric="auc").promoted
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"], indirect=True)
+def test_every_view(page, lab, theme):
+    "Jobs list, job view (chart, run now with an override, pause, delete), models (metrics, history, promote)."
+    base, token, project = lab
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    c = nbformat.v4.new_code_cell("rows = 10"); c.metadata["tags"] = ["parameters"]
+    nb.cells = [c, nbformat.v4.new_code_cell("from mlscale_sdk.monitor import log_metrics\n"
+                                             "log_metrics({'auc': 0.5 + rows / 100})")]
+    nbformat.write(nb, project / "scored.ipynb")
+    api_send(base, token, "POST", "jobs", {"notebook": "scored.ipynb", "schedule": "0 3 * * *"})
+    first = _wait_run(base, token, api_send(base, token, "POST", "jobs/scored/run", {})["id"])
+    assert first["status"] == "succeeded" and first["metrics"], first
+    _two_model_versions()
+
+    page.goto(f"{base}/lab?reset&token={token}")
+    page.locator('.jp-SideBar.jp-mod-left li[data-id="mlscale-panel"]').click()
+    panel = page.locator("#mlscale-panel")
+    job = panel.locator('.mlscale-job[data-name="scored"]')
+    job.wait_for()
+    assert job.locator(".mlscale-schedule").text_content().strip() == "every day at 03:00 UTC"
+    assert "in " in job.locator(".mlscale-next").text_content()
+    model = panel.locator('.mlscale-model[data-name="scorer"]')
+    model.wait_for()
+    versions = model.locator("table.mlscale-versions")
+    versions.locator("th", has_text="auc").wait_for()
+    auc_row = versions.locator("tr", has=page.locator("th", has_text="auc")).text_content()
+    assert "0.9" in auc_row and "0.7" in auc_row, auc_row  # v1 and v2 side by side
+    model.locator("summary", has_text="promotion history").click()
+    assert "promoted" in model.locator(".mlscale-history").text_content()
+    shot(page, f"panel-jobs-models-{theme}.png")
+
+    # promote v2 (auc 0.7) over the champion v1 (auc 0.9): rejected, with the reasons shown
+    model.locator("button", has_text="Promote").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator("select[name=version]").select_option("2")
+    assert dialog.locator("input[name=metric]").input_value() == "auc"
+    shot(page, f"model-promote-dialog-{theme}.png")
+    dialog.locator("button", has_text="Promote").click()
+    decision = page.locator('.jp-Dialog .mlscale-decision[data-decision="rejected"]')
+    decision.wait_for()
+    assert "does not beat" in decision.text_content()
+    shot(page, f"model-promote-decision-{theme}.png")
+    page.locator(".jp-Dialog button", has_text="Ok").click()
+    page.wait_for_function("() => (document.querySelector('#mlscale-panel .mlscale-model[data-name=\"scorer\"] "
+                           ".mlscale-history')?.textContent || '').includes('rejected')", timeout=30_000)
+
+    # the job view: one run is one visible point; a run with an override adds the second
+    job.locator("button", has_text="History").click()
+    view = page.locator('.mlscale-job-view[data-name="scored"]')
+    view.locator("svg.mlscale-chart circle.mlscale-point").first.wait_for()
+    assert view.locator("svg.mlscale-chart circle.mlscale-point").count() == 1
+    box = view.locator("svg.mlscale-chart circle.mlscale-point").bounding_box()
+    assert box and box["width"] >= 6, box
+    assert view.locator("svg.mlscale-chart .mlscale-axis-title", has_text="auc").count() == 1
+    shot(page, f"job-view-one-run-{theme}.png")
+    view.locator(".mlscale-runnow input[name=rows]").fill("30")
+    view.locator(".mlscale-runnow button", has_text="Run now").click()
+    view.locator('tr.mlscale-run[data-status="succeeded"]').nth(1).wait_for(timeout=150_000)
+    view.locator("svg.mlscale-chart circle.mlscale-point").nth(1).wait_for(timeout=15_000)
+    assert "rows=30" in view.locator("tr.mlscale-run").first.locator(".mlscale-params").text_content()
+    runs = api_get(base, token, "jobs/scored/history")
+    assert runs[0]["parameters"] == {"rows": 30} and runs[0]["metrics"]["auc"] == pytest.approx(0.8), runs[0]
+    shot(page, f"job-view-two-runs-{theme}.png")
+    view.locator("tr.mlscale-run .mlscale-open-output").first.click()  # the output notebook opens in Lab
+    page.locator(".jp-NotebookPanel .jp-Cell", has_text="log_metrics").first.wait_for()
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="Job scored").click()
+
+    view.locator("button", has_text="Pause").click()
+    view.locator(".mlscale-badge", has_text="paused").first.wait_for()
+    assert api_get(base, token, "jobs/scored")["paused"] is True
+    view.locator("button", has_text="Resume").click()
+    view.locator("button", has_text="Pause").wait_for()
+    view.locator("button", has_text="Delete").click()
+    confirm = page.locator(".jp-Dialog", has_text="Delete job 'scored'?")
+    confirm.wait_for()
+    shot(page, f"job-delete-confirm-{theme}.png")
+    confirm.locator("button", has_text="Delete").click()
+    view.wait_for(state="detached")
+    job.wait_for(state="detached", timeout=15_000)
+    assert api_get(base, token, "jobs") == []
+    assert page.console_errors == [], page.console_errors
 
 
 @pytest.mark.slow
@@ -232,7 +365,7 @@ def test_panel_cluster_promote_run_output(page, lab):
     job.locator("button", has_text="Run now").click()
     job.locator(".mlscale-badge", has_text="succeeded").wait_for(timeout=240_000)
     job.locator("button", has_text="History").click()
-    job.locator(".mlscale-open-output").first.click()
+    page.locator(".mlscale-job-view .mlscale-open-output").first.click()
     page.wait_for_timeout(1500); shot(page, "panel-job-history.png")
     page.locator(".jp-NotebookPanel", has_text="model version 1").wait_for()
     shot(page, "panel-job-output.png")
@@ -255,4 +388,4 @@ def test_frontend_unit_tests_and_lint(script):
     r = subprocess.run([str(BIN / "jlpm"), script], cwd=ext, capture_output=True, text=True, timeout=180,
                        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    if script == "test": assert "# fail 0" in r.stdout and "# pass 8" in r.stdout, r.stdout[-2000:]
+    if script == "test": assert "# fail 0" in r.stdout and "# pass 16" in r.stdout, r.stdout[-2000:]

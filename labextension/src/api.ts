@@ -26,3 +26,19 @@ export async function api<T = any>(path: string, init: RequestInit = {}): Promis
 
 export const post = (path: string, body: unknown = {}) =>
   api(path, { method: 'POST', body: JSON.stringify(body) });
+
+/** GET a list route with its change token: `unchanged` (no body) when `since` is still current. */
+export async function poll<T>(
+  path: string,
+  since: string
+): Promise<{ data: T | null; token: string; unchanged: boolean }> {
+  const settings = ServerConnection.makeSettings();
+  const q = since ? `?since=${encodeURIComponent(since)}` : '';
+  const url = URLExt.join(settings.baseUrl, 'mlscale/api', path) + q;
+  const resp = await ServerConnection.makeRequest(url, { cache: 'no-cache' }, settings);
+  if (resp.status === 304) return { data: null, token: since, unchanged: true };
+  const text = await resp.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!resp.ok) throw new ApiError(resp.status, (data && data.error) || resp.statusText);
+  return { data: data as T, token: resp.headers.get('X-Mlscale-Token') || '', unchanged: false };
+}

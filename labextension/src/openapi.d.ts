@@ -1587,6 +1587,8 @@ export interface components {
       /** @default null */
       memory: number | null;
       /** @default null */
+      memory_used: number | null;
+      /** @default null */
       idle_timeout: number | null;
       /** @default null */
       idle_left: number | null;

@@ -138,7 +138,8 @@ class ClusterRecord:
     started_at: datetime
     workers: int | None = None
     threads: int | None = None
-    memory: int | None = None
+    memory: int | None = None  # bytes: the workers' memory limits
+    memory_used: int | None = None  # bytes in use by the worker processes (their last heartbeats)
     idle_timeout: float | None = None  # seconds of idleness after which the scheduler shuts down
     idle_left: float | None = None  # seconds left before it does (None: no timeout)
     core_hours: float | None = None  # worker-thread hours so far
@@ -238,6 +239,7 @@ def _fill_details(rec: ClusterRecord):
     rec.workers = len(ws)
     rec.threads = sum(w.get("nthreads", 0) for w in ws)
     rec.memory = sum(w.get("memory_limit", 0) or 0 for w in ws)
+    rec.memory_used = sum((w.get("metrics") or {}).get("memory", 0) or 0 for w in ws)
     try:
         u = _run_async(_rpc, rec.scheduler_address, "mlscale_usage", timeout=3)
     except Exception:  # not started by mlscale (remote, SSH)
