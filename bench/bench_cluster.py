@@ -81,6 +81,11 @@ GATEWAY_CHILD = textwrap.dedent('''
 GATEWAY_PASSWORD = "bench-" + os.urandom(6).hex()
 
 
+def spread(t):
+    "The single starts behind a row's medians, so that a shared machine's noise shows next to the ratio."
+    return "    runs: " + "; ".join(f"{m} " + " ".join(f"{x:.2f}" for x in t[m]) + "s" for m in ("raw", "sdk"))
+
+
 def _port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -136,6 +141,7 @@ def bench_gateway(home, n, repeat):
     raw, sdk = statistics.median(t["raw"]), statistics.median(t["sdk"])
     print(f"gateway cluster start ({n} workers): raw Gateway.new_cluster+scale+wait {raw:.2f}s, "
           f"mlscale start_cluster('gateway') {sdk:.2f}s -> SDK/raw = {sdk / raw:.2f}x  (target <= 1.1x)")
+    print(spread(t))
 
 
 def one(script, mode, n, heavy, home):
@@ -160,6 +166,7 @@ def bench_local(home, n, repeat, heavy_too):
         target = "" if heavy else "  (target <= 1.1x)"
         print(f"cluster start ({n} workers, {label}): raw LocalCluster {raw:.2f}s, "
               f"mlscale start_cluster {sdk:.2f}s -> SDK/raw = {sdk / raw:.2f}x{target}")
+        print(spread(t))
 
 
 def main():
@@ -318,6 +325,7 @@ def bench_slurm(home, n, repeat):
     raw, sdk = statistics.median(t["raw"]), statistics.median(t["sdk"])
     print(f"slurm start ({n} workers): raw SLURMCluster+scale+wait {raw:.2f}s, mlscale start_cluster('slurm') "
           f"{sdk:.2f}s -> SDK/raw = {sdk / raw:.2f}x  (target <= 1.1x)")
+    print(spread(t))
 
 
 if __name__ == "__main__":
