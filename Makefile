@@ -47,9 +47,10 @@ bench: venv
 export: venv
 	$(VENV)/bin/nbdev-clean && $(VENV)/bin/nbdev-export
 
-## lint: ruff over the generated library and the notebooks it comes from (also run by `make test`: tests/test_lint.py)
+## lint: ruff over the generated library, the notebooks it comes from and the bench/tools scripts (also run by
+## `make test`: tests/test_lint.py)
 lint: venv
-	$(VENV)/bin/ruff check mlscale_sdk nbs && $(VENV)/bin/ruff format --check nbs
+	$(VENV)/bin/ruff check mlscale_sdk nbs bench tools && $(VENV)/bin/ruff format --check nbs
 
 ## docs: the documentation site in _docs/, from nbs/ the nbdev way (notebooks executed, show_doc, Quarto when installed)
 docs: venv

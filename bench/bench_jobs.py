@@ -16,7 +16,14 @@ JOBS/10 fires per second), runs a real scheduler process with the no-op backend 
 reports the delay between each slot and the moment its run row was created (p50/p99; target
 p99 <= 1 s), plus the delay until the run started.
 """
-import argparse, os, statistics, subprocess, sys, tempfile, time
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
 os.environ.setdefault("MLSCALE_LOG_LEVEL", "WARNING")   # 500 promotions would print 500 lines
 from pathlib import Path
 
@@ -40,12 +47,17 @@ def q(xs, p):
 
 
 def start_scheduler(home, *args):
-    p = subprocess.Popen([str(BIN / "mlscale"), "scheduler", "run", "--poll", "0.1", *args], env={**os.environ, "MLSCALE_HOME": home},
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [str(BIN / "mlscale"), "scheduler", "run", "--poll", "0.1", *args],
+        env={**os.environ, "MLSCALE_HOME": home},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     from mlscale_sdk import jobs as J
     t0 = time.monotonic()
     while J.scheduler_alive() is None or J.scheduler_alive()["pid"] != p.pid:
-        if time.monotonic() - t0 > 60 or p.poll() is not None: raise RuntimeError("scheduler did not start")
+        if time.monotonic() - t0 > 60 or p.poll() is not None:
+            raise RuntimeError("scheduler did not start")
         time.sleep(0.1)
     return p
 
@@ -64,14 +76,23 @@ def bench_run(n: int) -> dict:
         t = []
         for i in range(n):
             t0 = time.perf_counter()
-            subprocess.run([str(BIN / "papermill"), str(nb), f"{home}/pm-{i}.ipynb", "-p", "x", str(i), "--no-progress-bar"],
-                           check=True, capture_output=True, env=env)
+            subprocess.run(
+                [str(BIN / "papermill"), str(nb), f"{home}/pm-{i}.ipynb", "-p", "x", str(i), "--no-progress-bar"],
+                check=True,
+                capture_output=True,
+                env=env,
+            )
             t.append(time.perf_counter() - t0)
         out["papermill_cli"] = t
         t = []
         for i in range(n):
             t0 = time.perf_counter()
-            subprocess.run([str(BIN / "mlscale"), "jobs", "run", "bench", "--wait", "-p", f"x={i}"], check=True, capture_output=True, env=env)
+            subprocess.run(
+                [str(BIN / "mlscale"), "jobs", "run", "bench", "--wait", "-p", f"x={i}"],
+                check=True,
+                capture_output=True,
+                env=env,
+            )
             t.append(time.perf_counter() - t0)
         out["mlscale_cli_no_scheduler"] = t
         # warm: execute_notebook in this process vs run_now through a running scheduler
@@ -96,11 +117,17 @@ def bench_run(n: int) -> dict:
             t = []
             for i in range(n):
                 t0 = time.perf_counter()
-                subprocess.run([str(BIN / "mlscale"), "jobs", "run", "bench", "--wait", "-p", f"x={i}"], check=True, capture_output=True, env=env)
+                subprocess.run(
+                    [str(BIN / "mlscale"), "jobs", "run", "bench", "--wait", "-p", f"x={i}"],
+                    check=True,
+                    capture_output=True,
+                    env=env,
+                )
                 t.append(time.perf_counter() - t0)
             out["mlscale_cli_scheduler"] = t
         finally:
-            s.terminate(); s.wait(30)
+            s.terminate()
+            s.wait(30)
         settings.cache_clear()
         return {k: statistics.median(v) for k, v in out.items()}
 
@@ -119,7 +146,8 @@ def bench_fire(jobs: int, seconds: float) -> dict:
         s = start_scheduler(home, "--backend", "noop", "--max-parallel", "2")
         begin = time.time()
         time.sleep(seconds)
-        s.terminate(); s.wait(30)
+        s.terminate()
+        s.wait(30)
         import sqlalchemy as sa
         t = J.tables()
         with t.engine.connect() as c:
@@ -144,22 +172,38 @@ def main(argv=None):
     if a.part in ("run", "both"):
         r = bench_run(a.n)
         print(f"median wall time of a trivial one-parameter notebook, {a.n} runs each:")
-        for k, v in r.items(): print(f"  {k:<28} {v:6.2f} s")
+        for k, v in r.items():
+            print(f"  {k:<28} {v:6.2f} s")
         cold = r["mlscale_cli_no_scheduler"] / r["papermill_cli"]
         warm = r["mlscale_run_now_scheduler"] / r["papermill_inprocess"]
         cli_warm = r["mlscale_cli_scheduler"] / r["papermill_cli"]
-        print(f"mlscale jobs run --wait (no scheduler: the CLI process runs it) / papermill CLI = {cold:.2f}x (target <= 1.15x): {'OK' if cold <= 1.15 else 'MISSED'}")
-        print(f"run_now via the warm scheduler / papermill.execute_notebook in-process = {warm:.2f}x (target <= 1.15x): {'OK' if warm <= 1.15 else 'MISSED'}")
+        print(
+            f"mlscale jobs run --wait (no scheduler: the CLI process runs it) / papermill CLI = {cold:.2f}x (target "
+            f"<= 1.15x): {'OK' if cold <= 1.15 else 'MISSED'}"
+        )
+        print(
+            f"run_now via the warm scheduler / papermill.execute_notebook in-process = {warm:.2f}x (target <= "
+            f"1.15x): {'OK' if warm <= 1.15 else 'MISSED'}"
+        )
         print(f"mlscale jobs run --wait (scheduler running) / papermill CLI = {cli_warm:.2f}x")
-        print(f"run now through the scheduler: {r['mlscale_run_now_scheduler']:.2f} s (anchor: <= 1.5 s; jupyter-scheduler 4.4-4.8 s)")
+        print(
+            f"run now through the scheduler: {r['mlscale_run_now_scheduler']:.2f} s (anchor: <= 1.5 s; "
+            "jupyter-scheduler 4.4-4.8 s)"
+        )
         ok &= cold <= 1.15 and warm <= 1.15
     if a.part in ("fire", "both"):
         f = bench_fire(a.jobs, a.seconds)
         print(f"{f['jobs']} jobs promoted in {f['promote_s']:.1f} s; {f['fires']} slots fired in {a.seconds:g} s")
-        print(f"fire delay (slot -> run row): p50 {f['p50']*1e3:.0f} ms, p99 {f['p99']*1e3:.0f} ms, max {f['max']*1e3:.0f} ms "
-              f"(target p99 <= 1000 ms): {'OK' if f['p99'] <= 1.0 else 'MISSED'}")
+        print(
+            f"fire delay (slot -> run row): p50 {f['p50'] * 1e3:.0f} ms, p99 {f['p99'] * 1e3:.0f} ms, max "
+            f"{f['max'] * 1e3:.0f} ms "
+            f"(target p99 <= 1000 ms): {'OK' if f['p99'] <= 1.0 else 'MISSED'}"
+        )
         if f["start_p50"] is not None:
-            print(f"start delay (slot -> forked run started, no-op backend, max_parallel 2): p50 {f['start_p50']*1e3:.0f} ms over {f['started']} started runs")
+            print(
+                "start delay (slot -> forked run started, no-op backend, max_parallel 2): p50 "
+                f"{f['start_p50'] * 1e3:.0f} ms over {f['started']} started runs"
+            )
         ok &= f["p99"] <= 1.0
     return 0 if ok or not a.check else 1
 

@@ -10,26 +10,33 @@ their ratio, and how far our KS statistic is from scipy's (the approximation sta
 Scrape: time to build the /metrics text from a store with the given number of rows, and its size.
 Data generation and cluster start are not timed.
 """
-import argparse, os, sys, tempfile, time
+import argparse
+import os
+import sys
+import tempfile
+import time
 
 
 def _gen(i, shift=0.0, rows=500_000):
-    import numpy as np, pandas as pd
+    import numpy as np
+    import pandas as pd
     rng = np.random.default_rng([i, int(shift * 1000)])
     return pd.DataFrame({"x": rng.normal(shift, 1, rows), "y": rng.exponential(1.0, rows)})
 
 
 def bench_drift(rows: int, parts: int = 10) -> dict:
-    import numpy as np, pandas as pd, dask.dataframe as dd
-    from distributed import LocalCluster, Client
+    import dask.dataframe as dd
+    import numpy as np
+    from distributed import Client, LocalCluster
     from scipy import stats
+
     from mlscale_sdk import monitor
     per = rows // parts
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as lc, Client(lc) as c:
         meta = _gen(0, rows=0)
         ref = dd.from_map(_gen, range(parts), [0.0] * parts, [per] * parts, meta=meta).persist()
         cur = dd.from_map(_gen, range(parts), [0.2] * parts, [per] * parts, meta=meta).persist()
-        c.wait_for_workers(2); ref.npartitions
+        c.wait_for_workers(2)
         from distributed import wait
         wait([ref, cur])
         t0 = time.perf_counter()
@@ -57,14 +64,44 @@ def bench_scrape(jobs: int, metrics: int, runs: int) -> dict:
         now = time.time()
         with eng.begin() as c:
             for j in range(jobs):
-                c.execute(T.metrics.insert(), [dict(job=f"job-{j}", run_id=f"r-{j}-{r}", name=f"m{m}", labels="{}", value=r * 0.01, step=0, ts=now)
-                                               for r in range(runs) for m in range(metrics)])
-                c.execute(T.reports.insert(), [dict(job=f"job-{j}", run_id=f"r-{j}-{r}", attempt=1, status="succeeded", started_at=now,
-                                                    ended_at=now + 5, duration=5.0, reported_at=now) for r in range(runs)])
+                c.execute(
+                    T.metrics.insert(),
+                    [
+                        dict(
+                            job=f"job-{j}",
+                            run_id=f"r-{j}-{r}",
+                            name=f"m{m}",
+                            labels="{}",
+                            value=r * 0.01,
+                            step=0,
+                            ts=now,
+                        )
+                        for r in range(runs)
+                        for m in range(metrics)
+                    ],
+                )
+                c.execute(
+                    T.reports.insert(),
+                    [
+                        dict(
+                            job=f"job-{j}",
+                            run_id=f"r-{j}-{r}",
+                            attempt=1,
+                            status="succeeded",
+                            started_at=now,
+                            ended_at=now + 5,
+                            duration=5.0,
+                            reported_at=now,
+                        )
+                        for r in range(runs)
+                    ],
+                )
         monitor.metrics_text()                      # warm: imports, table metadata
         times = []
         for _ in range(5):
-            t0 = time.perf_counter(); text = monitor.metrics_text(); times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            text = monitor.metrics_text()
+            times.append(time.perf_counter() - t0)
         settings.cache_clear()
         return dict(rows=jobs * metrics * runs, scrape_s=sorted(times)[2], bytes=len(text), series=text.count("\n"))
 
@@ -72,7 +109,9 @@ def bench_scrape(jobs: int, metrics: int, runs: int) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=5_000_000, help="rows per side for the drift half")
-    ap.add_argument("--jobs", type=int, default=200); ap.add_argument("--metrics", type=int, default=10); ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--jobs", type=int, default=200)
+    ap.add_argument("--metrics", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=50)
     a = ap.parse_args(argv)
     d = bench_drift(a.rows)
     print(f"drift, {d['rows']:,} rows per side, 2 columns: monitor.drift on Dask {d['ours_s']:.2f} s; "

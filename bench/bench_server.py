@@ -14,7 +14,16 @@ each route is requested REQUESTS times one after the other (after a few warm-up 
 alive connection, as the panel's poll does; the time is the full HTTP round trip. Printed per route: p50, p95, the
 ratio p95 / goal, and the response size. Not a timed test: figures depend on the machine.
 """
-import argparse, http.client, json, os, random, statistics, subprocess, sys, tempfile, time
+import argparse
+import http.client
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("MLSCALE_LOG_LEVEL", "WARNING")
@@ -119,7 +128,8 @@ def start_server(home: Path):
             conn.close()
             if time.monotonic() - t0 > 90 or p.poll() is not None:
                 p.kill()
-                raise RuntimeError(f"jupyter server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
+                log = (home / "server.log").read_text()[-3000:]
+                raise RuntimeError(f"jupyter server did not start:\n{log}") from None
             time.sleep(0.3)
     return p, conn, token
 
@@ -178,7 +188,9 @@ def main():
         flag = "ok" if r["p95"] <= GOAL_MS else "MISS"
         print(f"{r['route']:<44} {r['p50']:8.1f} {r['p95']:8.1f} {r['p95'] / GOAL_MS:8.2f}x {r['bytes']:>10}  {flag}")
     if a.json:
-        Path(a.json).write_text(json.dumps({"jobs": a.jobs, "runs": a.runs, "goal_ms": GOAL_MS, "routes": res}, indent=1))
+        Path(a.json).write_text(
+            json.dumps({"jobs": a.jobs, "runs": a.runs, "goal_ms": GOAL_MS, "routes": res}, indent=1)
+        )
 
 
 if __name__ == "__main__":

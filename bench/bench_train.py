@@ -7,17 +7,23 @@ and number of rounds (no early stopping in either), each repeated and reported a
     python bench/bench_train.py                  # 1,000,000 rows, 2 workers
     python bench/bench_train.py --rows 200000 --rounds 50 --repeats 5 --json out.json
 """
-import argparse, json, statistics, sys, time
+import argparse
+import json
+import statistics
+import time
 
 
 def raw_train(client, frame, features, target, params, rounds, seed):
     "The hand-written equivalent of train_xgboost(..., early_stopping_rounds=None)."
-    import xgboost as xgb, xgboost.dask
+    import xgboost as xgb
+    import xgboost.dask
     tr, ev = frame.random_split([0.8, 0.2], random_state=seed)
     with client.as_current():  # xgboost.dask looks the client up itself
         dtrain = xgb.dask.DaskQuantileDMatrix(client, tr[features], tr[target], enable_categorical=True)
         deval = xgb.dask.DaskQuantileDMatrix(client, ev[features], ev[target], ref=dtrain, enable_categorical=True)
-        return xgb.dask.train(client, params, dtrain, num_boost_round=rounds, evals=[(deval, "eval")], verbose_eval=False)
+        return xgb.dask.train(
+            client, params, dtrain, num_boost_round=rounds, evals=[(deval, "eval")], verbose_eval=False
+        )
 
 
 def timed(fn, repeats):
@@ -38,12 +44,14 @@ def main(argv=None):
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args(argv)
 
-    from mlscale_sdk.clusters import start_cluster
-    from mlscale_sdk.data import make_transactions, basic_features
-    from mlscale_sdk.train import train_xgboost, predict
-    import xgboost as xgb, xgboost.dask
     import numpy as np
+    import xgboost as xgb
+    import xgboost.dask
     from sklearn.metrics import roc_auc_score
+
+    from mlscale_sdk.clusters import start_cluster
+    from mlscale_sdk.data import basic_features, make_transactions
+    from mlscale_sdk.train import predict, train_xgboost
 
     target, seed = "is_fraud", 0
     params = {"tree_method": "hist", "device": "cpu", "seed": seed, "objective": "binary:logistic",
@@ -64,8 +72,17 @@ def main(argv=None):
         # warm-up: imports on the workers, first tracker start
         raw_train(client, frame.partitions[:1], features, target, params, 2, seed)
 
-        sdk = lambda progress: train_xgboost(h, frame, target=target, features=features, num_boost_round=args.rounds,
-                                             eval_fraction=0.2, early_stopping_rounds=None, seed=seed, progress=progress)
+        sdk = lambda progress: train_xgboost(
+            h,
+            frame,
+            target=target,
+            features=features,
+            num_boost_round=args.rounds,
+            eval_fraction=0.2,
+            early_stopping_rounds=None,
+            seed=seed,
+            progress=progress,
+        )
         variants = {
             "raw xgboost.dask": lambda: raw_train(client, frame, features, target, params, args.rounds, seed),
             "mlscale train_xgboost": lambda: sdk(False),
@@ -74,7 +91,9 @@ def main(argv=None):
         times, outs = {k: [] for k in variants}, {}
         for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits every variant alike
             for name, fn in variants.items():
-                t = time.perf_counter(); outs[name] = fn(); times[name].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                outs[name] = fn()
+                times[name].append(time.perf_counter() - t)
         raw_auc = outs["raw xgboost.dask"]["history"]["eval"]["auc"][-1]
         sdk_auc = outs["mlscale train_xgboost"].metrics["auc"]
         res["train"] = {k: {"median_s": statistics.median(v), "runs_s": v} for k, v in times.items()}
@@ -100,14 +119,21 @@ def main(argv=None):
         pt_dm, p_dm = timed(dmatrix_predict, args.repeats)
         same = bool(np.allclose(np.asarray(p_in), np.asarray(p_dm), atol=1e-5))
         y = client.compute(frame[target]).result()
-        res["predict"] = {"inplace_predict_median_s": statistics.median(pt_in), "dask_predict_median_s": statistics.median(pt_dm),
-                          "same_predictions": same, "auc_all_rows": float(roc_auc_score(y, np.asarray(p_in)))}
+        res["predict"] = {
+            "inplace_predict_median_s": statistics.median(pt_in),
+            "dask_predict_median_s": statistics.median(pt_dm),
+            "same_predictions": same,
+            "auc_all_rows": float(roc_auc_score(y, np.asarray(p_in))),
+        }
         print(f"\nprediction on {n:,} rows, median of {args.repeats}:")
         print(f"  mlscale predict (inplace_predict)     {statistics.median(pt_in):7.2f}s")
-        print(f"  xgboost.dask.predict (DMatrix)        {statistics.median(pt_dm):7.2f}s   "
-              f"({statistics.median(pt_dm) / statistics.median(pt_in):.1f}x the inplace time); same predictions: {same}")
+        print(
+            f"  xgboost.dask.predict (DMatrix)        {statistics.median(pt_dm):7.2f}s   "
+            f"({statistics.median(pt_dm) / statistics.median(pt_in):.1f}x the inplace time); same predictions: {same}"
+        )
     if args.json:
-        with open(args.json, "w") as f: json.dump(res, f, indent=1)
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
     return res
 
 

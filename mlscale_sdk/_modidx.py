@@ -129,6 +129,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                        'mlscale_sdk/clusters/manager.py'),
                                               'mlscale_sdk.clusters.manager.ClusterHandle.__repr__': ( 'clusters_manager.html#clusterhandle.__repr__',
                                                                                                        'mlscale_sdk/clusters/manager.py'),
+                                              'mlscale_sdk.clusters.manager.ClusterHandle._forget_usage': ( 'clusters_manager.html#clusterhandle._forget_usage',
+                                                                                                            'mlscale_sdk/clusters/manager.py'),
                                               'mlscale_sdk.clusters.manager.ClusterHandle._repr_html_': ( 'clusters_manager.html#clusterhandle._repr_html_',
                                                                                                           'mlscale_sdk/clusters/manager.py'),
                                               'mlscale_sdk.clusters.manager.ClusterHandle.adapt': ( 'clusters_manager.html#clusterhandle.adapt',

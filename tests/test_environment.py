@@ -91,7 +91,7 @@ def test_a_worker_with_another_version_is_named_in_one_warning(project, schedule
     assert "numpy" not in msgs[0] and "dask:" not in msgs[0]
 
 
-def test_error_mode_refuses_to_attach_and_off_is_silent(project, scheduler, monkeypatch):
+def test_error_mode_refuses_to_attach_and_off_is_silent(project, scheduler, monkeypatch, caplog):
     addr, add_fake = scheduler
     add_fake()
     _n_workers(addr, 2)
@@ -102,6 +102,9 @@ def test_error_mode_refuses_to_attach_and_off_is_silent(project, scheduler, monk
     assert isinstance(e.value, C.ClusterError)
     assert C.list_clusters() == [], "a refused attach leaves no registry entry"
     assert C.scheduler_alive(addr), "refusing must not stop somebody else's scheduler"
+    from mlscale_sdk.costs import usage_history
+    # the usage counter is attached while the versions are compared; a refused attach lets it go quietly
+    assert usage_history("strict") == [] and "usage could not be read" not in caplog.text, caplog.text
     monkeypatch.setenv("MLSCALE_VERSION_CHECK", "off")
     settings.cache_clear()
     with warnings.catch_warnings():

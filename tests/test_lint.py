@@ -35,7 +35,7 @@ def _skeleton(code: str) -> list:
 
 
 def test_ruff_check_generated_code_and_notebooks():
-    r = ruff("check", "--output-format", "concise", "mlscale_sdk", "nbs")
+    r = ruff("check", "--output-format", "concise", "mlscale_sdk", "nbs", "bench", "tools")
     assert r.returncode == 0, f"ruff check found problems ({FIX}):\n{r.stdout[-6000:]}{r.stderr[-2000:]}"
 
 

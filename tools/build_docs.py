@@ -1,13 +1,22 @@
 """Build the documentation site from nbs/ the nbdev way: execute the notebooks (outputs visible), let nbdev process them
 (show_doc for every export, hidden cells and directives removed, sidebar), then render with Quarto (`nbdev-docs`).
 
-Quarto comes from the `quarto-cli` package (`pip install -e ".[docs]"`). That package downloads Quarto's binary while it
-installs, so where only package registries are reachable it cannot be installed; without a `quarto` on PATH the processed
-notebooks are rendered to HTML by nbconvert instead (same pages and sidebar, plainer look).
+Quarto comes from the `quarto-cli` package (`pip install -e ".[docs]"`). That package downloads Quarto's binary while
+it installs, so where only package registries are reachable it cannot be installed; without a `quarto` on PATH the
+processed notebooks are rendered to HTML by nbconvert instead (same pages and sidebar, plainer look).
 
     python tools/build_docs.py [--dest _docs] [--workers 1] [--no-exec]
 """
-import argparse, html, json, os, re, shutil, subprocess, sys, tempfile, time
+import argparse
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +29,8 @@ def stage(build: Path, only: str = "*.ipynb") -> Path:
     for d in ("nbs", "mlscale_sdk", "clusters", "templates"):
         shutil.copytree(ROOT / d, build / d, ignore=ignore)
     for nb in (build / "nbs").glob("*.ipynb"):
-        if not nb.match(only): nb.unlink()
+        if not nb.match(only):
+            nb.unlink()
     for f in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / f, build / f)
     (build / ".mlscale").mkdir()   # the examples' state stays in the build folder
@@ -37,8 +47,10 @@ def execute(build: Path, workers: int):
         t0 = time.perf_counter()
         r = subprocess.run([str(BIN / "nbdev-test"), "--save", str(nb.relative_to(build))], cwd=build, env=env)
         print(f"{nb.name}: {'ok' if r.returncode == 0 else 'FAILED'} in {time.perf_counter() - t0:.1f}s", flush=True)
-        if r.returncode != 0: failed.append(nb.name)
-    if failed: print(f"examples failed to run in {', '.join(failed)}: their pages have no outputs", file=sys.stderr)
+        if r.returncode != 0:
+            failed.append(nb.name)
+    if failed:
+        print(f"examples failed to run in {', '.join(failed)}: their pages have no outputs", file=sys.stderr)
     return not failed
 
 
@@ -46,8 +58,11 @@ def _proc_one(build: Path, nb: Path) -> str | None:
     "Process one notebook into `_proc/`; the error, if nbdev could not."
     code = f"from nbdev.serve import proc_nbs; proc_nbs(n_workers=0, file_glob={nb.name!r})"
     r = subprocess.run([sys.executable, "-c", code], cwd=build, capture_output=True, text=True)
-    if r.returncode == 0: return None
-    return "\n".join(l for l in r.stderr.splitlines() if l.startswith(("Exception:", "NameError", "KeyError", "ImportError")))
+    if r.returncode == 0:
+        return None
+    return "\n".join(
+        l for l in r.stderr.splitlines() if l.startswith(("Exception:", "NameError", "KeyError", "ImportError"))
+    )
 
 
 def process(build: Path, workers: int) -> tuple[Path, dict]:
@@ -76,15 +91,18 @@ def render_quarto(build: Path, workers: int) -> Path:
 
 def _title(nb: dict, fallback: str) -> str:
     for c in nb["cells"]:
-        if c["cell_type"] == "markdown" and (m := re.search(r"^#\s+(.+)$", "".join(c["source"]), re.M)): return m.group(1)
+        if c["cell_type"] == "markdown" and (m := re.search(r"^#\s+(.+)$", "".join(c["source"]), re.M)):
+            return m.group(1)
     return fallback
 
 
 def _plain_cell(c: dict, keys: set) -> dict:
-    "A cell as nbconvert wants it: nbformat's keys only, Quarto's `#|` directives applied (echo: false hides the input)."
+    "A cell as nbconvert wants it: nbformat's keys only, Quarto's `#|` directives applied (echo: false hides the "
+    "input)."
     src = "".join(c["source"])
     c = {**{k: v for k, v in c.items() if k in keys}, "metadata": {}}
-    if re.search(r"^#\|\s*echo:\s*false", src, re.M): c["metadata"] = {"tags": ["remove_input"]}
+    if re.search(r"^#\|\s*echo:\s*false", src, re.M):
+        c["metadata"] = {"tags": ["remove_input"]}
     c["source"] = "\n".join(l for l in src.splitlines() if not l.startswith("#|"))
     return c
 
@@ -98,8 +116,11 @@ def render_nbconvert(proc: Path, out: Path) -> Path:
     pages = []
     for nbf in sorted(proc.glob("*.ipynb")):
         nb = json.loads(nbf.read_text())
-        keys = {"code": {"cell_type", "id", "metadata", "source", "outputs", "execution_count"},
-                "markdown": {"cell_type", "id", "metadata", "source", "attachments"}, "raw": {"cell_type", "id", "metadata", "source"}}
+        keys = {
+            "code": {"cell_type", "id", "metadata", "source", "outputs", "execution_count"},
+            "markdown": {"cell_type", "id", "metadata", "source", "attachments"},
+            "raw": {"cell_type", "id", "metadata", "source"},
+        }
         nb["cells"] = [_plain_cell(c, keys[c["cell_type"]]) for c in nb["cells"]]
         exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True)
         exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"remove_input"}), enabled=True)
@@ -107,8 +128,10 @@ def render_nbconvert(proc: Path, out: Path) -> Path:
         (out / f"{nbf.stem}.html").write_text(body)
         pages.append((nbf.stem, _title(nb, nbf.stem)))
     links = "".join(f'<li><a href="{s}.html">{html.escape(t)}</a></li>' for s, t in pages)
-    (out / "index.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>mlscale</title></head><body>"
-                                    f"<h1>mlscale</h1><p>The SDK, one page per notebook.</p><ul>{links}</ul></body></html>")
+    (out / "index.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>mlscale</title></head><body>"
+        f"<h1>mlscale</h1><p>The SDK, one page per notebook.</p><ul>{links}</ul></body></html>"
+    )
     return out
 
 
@@ -121,7 +144,8 @@ def main(argv=None):
     ap.add_argument("--only", default="*.ipynb", help="only the notebooks matching this glob (a partial site)")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mlscale-docs-") as d:
-        if a.build: shutil.rmtree(a.build, ignore_errors=True)
+        if a.build:
+            shutil.rmtree(a.build, ignore_errors=True)
         build = stage(Path(a.build or d).resolve(), a.only)
         ran = a.no_exec or execute(build, a.workers)
         proc, errors = process(build, a.workers)
@@ -130,14 +154,19 @@ def main(argv=None):
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(site, dest)
     print(f"docs: {dest}/index.html ({'quarto' if quarto() else 'nbconvert; no quarto on PATH'})")
-    for name, e in errors.items(): print(f"== {name}: nbdev could not process it\n{e}", file=sys.stderr)
-    if not ran: print("the examples failed to run (see above); the docs need their outputs", file=sys.stderr)
+    for name, e in errors.items():
+        print(f"== {name}: nbdev could not process it\n{e}", file=sys.stderr)
+    if not ran:
+        print("the examples failed to run (see above); the docs need their outputs", file=sys.stderr)
     if errors:
-        sys.exit(f"nbdev could not process {', '.join(errors)}, so their pages are missing. nbdev runs every cell that "
-                 "imports something to render the API docs: keep imports in cells of their own, apart from example code, "
-                 "and make the names used in signatures importable in the notebook (e.g. `import dask.dataframe as dd` "
-                 "in a hidden cell when the module imports it under TYPE_CHECKING)")
-    if not ran: sys.exit(1)
+        sys.exit(
+            f"nbdev could not process {', '.join(errors)}, so their pages are missing. nbdev runs every cell that "
+            "imports something to render the API docs: keep imports in cells of their own, apart from example code, "
+            "and make the names used in signatures importable in the notebook (e.g. `import dask.dataframe as dd` "
+            "in a hidden cell when the module imports it under TYPE_CHECKING)"
+        )
+    if not ran:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from mlscale_sdk.clusters.registry import (
     _rpc,
     _run_async,
     _settle,
+    _table,
     list_clusters,
     register_cluster,
     unregister_cluster,
@@ -187,6 +188,7 @@ def _add_usage(handle, since: float, register: bool):
 def _check_versions(
     client,  # a just-connected `distributed.Client`
     name: str,  # the cluster's name, for the message
+    before_close=None,  # called before a mismatch closes the client (`version_check = error`)
 ):
     "Compare the client's package versions with the scheduler's and workers'; warn, raise or pass per `version_check`."
     mode = settings().version_check
@@ -199,6 +201,8 @@ def _check_versions(
     if not (msg := version_report(client)):
         return
     if mode == "error":
+        if before_close is not None:
+            before_close()
         client.close()
         raise VersionMismatchError(f"cluster {name!r}: {msg}")
     import warnings
@@ -244,11 +248,20 @@ class ClusterHandle:
                 from distributed import Client
 
                 self._client = Client(self.cluster, set_as_default=self.set_as_default)
-            _check_versions(self._client, self.name)
             from mlscale_sdk.costs import attach_usage
 
-            attach_usage(self)  # a scheduler outside this process counts usage (or it is unknown)
+            # a scheduler outside this process counts usage (or it is unknown): that round trip runs while the
+            # version check makes its own; a cluster refused for its versions is closed without a usage record
+            usage = threading.Thread(target=attach_usage, args=(self,), daemon=True, name="mlscale-usage")
+            usage.start()
+            _check_versions(self._client, self.name, before_close=lambda: self._forget_usage(usage))
+            usage.join()
         return self._client
+
+    def _forget_usage(self, attaching: threading.Thread):
+        "Wait for the usage counter being attached, then let it go unrecorded (the client is about to close)."
+        attaching.join()
+        self._usage_base = None
 
     def workers(self) -> dict:
         "The scheduler's view of the workers: address → info."
@@ -484,9 +497,10 @@ def start_cluster(
     named, name = name is not None, name or _default_name(prof)
     # an explicit name is checked against the registry (SQLAlchemy import, table, live entries) while the workers
     # start; a generated name is unique, so it is recorded in the background once the cluster is up, off the
-    # caller's path
+    # caller's path, and the registry's set-up (SQLAlchemy import, engine, table) is done while the cluster starts
+    # (mostly waiting on its processes), so that only the insert is left to do alongside the client's connection
     cls = _import_cls(prof.cls)
-    running = _Background(list_clusters) if register and named else None
+    running = _Background(list_clusters if named else _table) if register else None
     keep_workers_light()
     if cls is RemoteCluster:
         opts["set_as_default"] = set_as_default
