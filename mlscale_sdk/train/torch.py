@@ -6,13 +6,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,6 @@ from mlscale_sdk.train.core import (
     _check_columns,
     _client_and_gpu,
     _Deadline,
-    _html_table,
     _in_trial,
     _load,
     _lost,
@@ -37,6 +34,7 @@ from mlscale_sdk.train.core import (
     _worker_ids,
     log,
 )
+from .torch_model import TorchResult, _load_checkpoint, log_torch_model
 
 # the building blocks, importable from here as before
 from mlscale_sdk.train.torch_parts import (  # noqa: F401
@@ -52,11 +50,12 @@ from mlscale_sdk.train.torch_parts import (  # noqa: F401
     _shard_plan,
     mlp,
 )
+from .torch_rank import _rank_main, _RankSpec
 
-_all_ = ["mlp"]
+_all_ = ["mlp", "TorchResult", "log_torch_model"]
 
 # %% auto #0
-__all__ = ['TorchConfig', 'TorchResult', 'log_torch_model', 'train_torch', 'mlp']
+__all__ = ['TorchConfig', 'train_torch', 'mlp', 'TorchResult', 'log_torch_model']
 
 # %% ../../nbs/04c_train_torch.ipynb #53dc8fb0
 def _config_error(e: ValidationError) -> TrainingError:
@@ -130,306 +129,6 @@ class TorchConfig(BaseModel):
         except ValidationError as e:
             raise _config_error(e) from None
 
-# %% ../../nbs/04c_train_torch.ipynb #d6eaad77
-@dataclass
-class _RankSpec:
-    "Everything a rank needs besides its data."
-
-    features: list  # feature columns, in model order
-    cats: dict  # the categories of each category feature
-    target: Hashable  # label column
-    fill_missing: float | None  # value for missing features, or None to refuse them
-    eval_fraction: float  # share of each shard held out (0 with explicit evaluation data)
-    batch_size: int  # global batch
-    epochs: int  # epochs in all (a resumed run starts later)
-    lr: float  # learning rate
-    optimizer: Any  # named or built optimizer
-    loss: Any  # named or given loss
-    seed: int  # seed for the weights, the hold-out split and the batch order
-    model_fn: Any  # builds the network
-    checkpoint_dir: str | None  # where rank 0 writes `last.pt`
-    topic: str | None  # Dask event topic of the epoch reports (None: no reports)
-    backend: str  # "gloo" or "nccl"
-    collective_timeout: float  # seconds a rank waits in one collective
-    meta: dict  # what a checkpoint must match to be resumed
-    key: str  # prefix of this call's keys in the store
-    host: str | None = None  # the store's host (rank 0's)
-    port: int | None = None  # and port
-    threads: int | None = None  # torch threads on this rank
-    eval_parts: Any = None  # per rank, its evaluation partitions (when they travel in the spec)
-
-# %% ../../nbs/04c_train_torch.ipynb #65b2ccc4
-def _rank_data(
-    rank: int,  # this rank
-    spec: _RankSpec,  # what the ranks were told
-    parts: list,  # the pandas partitions of this rank's shard
-) -> tuple:
-    "`(X, y, eval_X, eval_y)` of one rank; the evaluation pair is None without evaluation rows."
-    import numpy as np
-    import pandas as pd
-
-    df = pd.concat(parts, ignore_index=True) if len(parts) != 1 else parts[0]
-    enc = lambda d: _encode(d, spec.features, spec.cats, spec.fill_missing)
-    labels = lambda d: d[spec.target].to_numpy(dtype="float32", na_value=np.nan)
-    if spec.eval_parts is not None:
-        ev = spec.eval_parts[rank]
-        evdf = pd.concat(ev, ignore_index=True) if ev else df.iloc[:0]
-        return enc(df), labels(df), enc(evdf), labels(evdf)
-    X, y = enc(df), labels(df)
-    if spec.eval_fraction > 0:
-        tr, ev = _holdout(len(X), spec.eval_fraction, spec.seed, rank)
-        return X[tr], y[tr], X[ev], y[ev]
-    return X, y, None, None
-
-# %% ../../nbs/04c_train_torch.ipynb #5fb5ba29
-def _abandoned() -> bool:
-    "Whether the Dask task running in this thread was cancelled or released by the client."
-    try:
-        import distributed
-
-        w = distributed.get_worker()
-        ts = w.state.tasks.get(w.get_current_task())
-    except Exception:
-        return False  # not in a Dask worker (a trial's own rank, a test)
-    return ts is None or ts.state in ("cancelled", "released", "forgotten")
-
-# %% ../../nbs/04c_train_torch.ipynb #972be579
-class _Rank:
-    "One DDP rank on this worker: device, process group, agreed statistics, data on the device and the model."
-
-    def __init__(self, rank: int, world: int, spec: _RankSpec):
-        import torch
-
-        self.t_start = time.perf_counter()
-        self.rank, self.world, self.spec = rank, world, spec
-        self.gpu = spec.backend == "nccl"
-        self.dev = torch.device("cuda", torch.cuda.current_device()) if self.gpu else torch.device("cpu")
-        if spec.threads:
-            torch.set_num_threads(spec.threads)
-        self.pg = (
-            None
-            if world == 1
-            else _process_group(spec.host, spec.port, rank, world, spec.key, spec.backend, spec.collective_timeout)
-        )
-
-    def allreduce(self, vals, op: str = "sum"):
-        "`vals` reduced over all ranks (`op`: sum, min or max), as float64."
-        import numpy as np
-        import torch
-        import torch.distributed as dist
-
-        t = torch.as_tensor(np.asarray(vals, dtype="float64"), device=self.dev)
-        if self.pg is not None:
-            o = {"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op]
-            if self.gpu:
-                t = t.float()  # NCCL: no float64 reductions on every device
-            self.pg.allreduce([t], o).wait()
-            self._last = t  # see `close`
-        return t.double().cpu().numpy()
-
-    def close(self):
-        "Shut the process group down and let it go."
-        if self.pg is not None:
-            try:
-                self.pg.shutdown()
-            except Exception:
-                pass
-        # A gloo thread may still hold the last collective's tensor. If Python dropped that tensor first, freeing it
-        # there needs the GIL, which this thread holds while the group's destructor (run by the DDP reducer's) waits
-        # for that thread: a deadlock. So the group and the model go first, the tensor after.
-        self.model = self.pg = None
-        self._last = None
-
-# %% ../../nbs/04c_train_torch.ipynb #22905c0c
-def _agree(self: _Rank, X, y, evX, evy):
-    "Agree with the other ranks on counts, label kind, standardization and steps; refuse missing values."
-    import numpy as np
-
-    nan_y = int(np.isnan(y).sum()) + (int(np.isnan(evy).sum()) if evy is not None else 0)
-    nan_x = int(np.isnan(X).sum()) + (int(np.isnan(evX).sum()) if evX is not None else 0)
-    is01 = bool(np.isin(y, (0.0, 1.0)).all()) and (evy is None or bool(np.isin(evy, (0.0, 1.0)).all()))
-    n_ev = 0 if evy is None else len(evy)
-    sums = self.allreduce([nan_y, nan_x, len(y), n_ev, *X.sum(0, dtype="float64"), *(X.astype("float64") ** 2).sum(0)])
-    k, t = X.shape[1], self.spec.target
-    nan_y, nan_x, self.n_train, self.n_eval = (int(v) for v in sums[:4])
-    if nan_y:
-        raise TrainingDataError(
-            f"target {t!r} has {nan_y:,} missing value(s); drop them first, e.g. ddf.dropna(subset=[{t!r}])"
-        )
-    if nan_x:
-        raise TrainingDataError(
-            f"the features have {nan_x:,} missing value(s); fill them (ddf.fillna(...)) or pass fill_missing=0"
-        )
-    self.binary = bool(self.allreduce([is01], "min")[0])
-    self.mean = sums[4 : 4 + k] / max(self.n_train, 1)
-    std = np.sqrt(np.maximum(sums[4 + k : 4 + 2 * k] / max(self.n_train, 1) - self.mean**2, 0))
-    self.std = np.where(std > 1e-12, std, 1.0)
-    self.local_bs = self.spec.batch_size // self.world
-    self.steps = int(self.allreduce([len(y) // self.local_bs], "min")[0])
-    if self.steps == 0:
-        smallest = int(self.allreduce([len(y)], "min")[0])
-        raise TrainingDataError(
-            f"batch_size={self.spec.batch_size} is larger than the smallest shard allows "
-            f"({self.world} rank(s) x {self.local_bs} rows per batch; smallest shard has "
-            f"{smallest:,} training rows): use a smaller batch_size or more data"
-        )
-
-
-_Rank.agree = _agree
-
-# %% ../../nbs/04c_train_torch.ipynb #93720bfd
-def _build(self: _Rank, X, y, evX, evy, ckpt: dict | None) -> tuple[int, list]:
-    "Tensors on the device, the (DDP) model, optimizer and loss; the epoch to start at and the history so far."
-    import torch
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    s = self.spec
-    scaled = lambda a: torch.as_tensor((a - self.mean) / self.std, dtype=torch.float32, device=self.dev)
-    self.Xt, self.yt = scaled(X), torch.as_tensor(y, device=self.dev)
-    if evX is not None:
-        self.evXt, self.evyt, self.evy = scaled(evX), torch.as_tensor(evy, device=self.dev), evy
-    torch.manual_seed(s.seed)
-    self.net = s.model_fn(X.shape[1]).to(self.dev)
-    ids = [self.dev.index] if self.gpu else None
-    self.model = self.net if self.pg is None else DDP(self.net, process_group=self.pg, device_ids=ids)
-    self.opt = _make_optimizer(s.optimizer, self.model.parameters(), s.lr)
-    self.loss_fn = _loss_fn(s.loss, self.binary)
-    if ckpt is None:
-        return 0, []
-    self.net.load_state_dict(ckpt["net"])
-    self.opt.load_state_dict(ckpt["opt"])
-    return ckpt["epoch"], list(ckpt["history"])
-
-
-_Rank.build = _build
-
-# %% ../../nbs/04c_train_torch.ipynb #a1e7f73f
-def _train_epoch(self: _Rank, epoch: int) -> float:
-    "Train one epoch; the mean training loss over all ranks."
-    import torch
-
-    self.model.train()
-    total = torch.zeros((), dtype=torch.float64, device=self.dev)
-    batches = _epoch_batches(len(self.yt), self.local_bs, self.steps, self.spec.seed, epoch, self.rank)
-    for step, idx in enumerate(batches):
-        if step % 50 == 0 and _abandoned():
-            raise TrainingError(
-                "the call that started this training was abandoned (time limit, lost worker or cancelled)"
-            )
-        idx = torch.as_tensor(idx, device=self.dev)
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(self.Xt[idx]), self.yt[idx])
-        loss.backward()
-        self.opt.step()
-        total += loss.detach().double()
-    return float(self.allreduce([total.item()])[0]) / (self.steps * self.world)
-
-
-def _evaluate(self: _Rank) -> dict:
-    "The evaluation loss (and AUC for a 0/1 target) over all ranks' evaluation rows."
-    import numpy as np
-    import torch
-
-    self.model.eval()
-    with torch.no_grad():
-        n = len(self.evyt)
-        out = self.net(self.evXt) if n else torch.zeros((0, 1), device=self.dev)
-        parts = [float(self.loss_fn(out, self.evyt).item()) * n if n else 0.0]
-        if self.binary:
-            p, e = torch.sigmoid(out.reshape(-1)).double().cpu().numpy(), self.evy.astype(bool)
-            parts += [*np.histogram(p[e], 1000, (0, 1))[0], *np.histogram(p[~e], 1000, (0, 1))[0]]
-        r = self.allreduce(parts)
-    rec = {"eval_loss": float(r[0]) / self.n_eval}
-    if self.binary:
-        rec["eval_auc"] = _auc_from_hist(r[1:1001], r[1001:])
-    return rec
-
-
-_Rank.train_epoch, _Rank.evaluate = _train_epoch, _evaluate
-
-# %% ../../nbs/04c_train_torch.ipynb #dc9f5c33
-def _save_checkpoint(
-    ckpt_dir: str,  # the checkpoint folder
-    state: dict,  # epoch, net, opt, history and meta
-):
-    "Replace `ckpt_dir/last.pt` with `state`."
-    import torch
-
-    os.makedirs(ckpt_dir, exist_ok=True)
-    tmp = os.path.join(ckpt_dir, f".last.pt.{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, os.path.join(ckpt_dir, "last.pt"))
-
-
-def _report(self: _Rank, history: list):
-    "Rank 0's checkpoint and epoch event after an epoch."
-    s = self.spec
-    if s.checkpoint_dir:
-        _save_checkpoint(
-            s.checkpoint_dir,
-            {
-                "epoch": history[-1]["epoch"],
-                "net": self.net.state_dict(),
-                "opt": self.opt.state_dict(),
-                "history": history,
-                "meta": s.meta,
-            },
-        )
-    if s.topic:
-        try:
-            import distributed
-
-            distributed.get_worker().log_event(s.topic, history[-1])
-        except Exception:
-            pass
-
-
-_Rank.report = _report
-
-# %% ../../nbs/04c_train_torch.ipynb #10702a55
-def _run(self: _Rank, ckpt: dict | None, parts: list) -> dict | None:
-    "Train this rank on its shard `parts`; rank 0's weights, history and statistics."
-    X, y, evX, evy = _rank_data(self.rank, self.spec, parts)
-    self.agree(X, y, evX, evy)
-    start, history = self.build(X, y, evX, evy, ckpt)
-    for epoch in range(start, self.spec.epochs):
-        t0 = time.perf_counter()
-        rec = {"epoch": epoch + 1, "train_loss": self.train_epoch(epoch)}
-        if self.n_eval:
-            rec.update(self.evaluate())
-        rec["seconds"] = time.perf_counter() - t0
-        rec["samples_per_s"] = self.steps * self.local_bs * self.world / rec["seconds"]
-        history.append(rec)
-        if self.rank == 0:
-            self.report(history)
-    if self.pg is not None:
-        self.allreduce([0.0])  # every rank is done before rank 0 returns
-    if self.rank != 0:
-        return None
-    return {
-        "net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-        "history": history,
-        "mean": self.mean,
-        "std": self.std,
-        "binary": self.binary,
-        "n_train": self.n_train,
-        "n_eval": self.n_eval,
-        "steps": self.steps,
-        "seconds": time.perf_counter() - self.t_start,
-    }
-
-
-_Rank.run = _run
-
-
-def _rank_main(rank: int, world: int, spec: _RankSpec, ckpt, *parts):
-    "Train one DDP rank on its shard `parts`; rank 0 returns the trained weights and the history."
-    r = _Rank(rank, world, spec)
-    try:
-        return r.run(ckpt, parts)
-    finally:
-        r.close()
-
 # %% ../../nbs/04c_train_torch.ipynb #445e5fc3
 def _torch_lost_message(lost: list, ckpt_dir, world: int, timeout: float) -> str:
     "What a lost worker means for the ranks and how to continue."
@@ -502,150 +201,6 @@ def _watch_ranks(client, futs: list, workers: list, topic, expired, on_epoch, lo
     except BaseException:
         client.cancel(futs)
         raise
-
-# %% ../../nbs/04c_train_torch.ipynb #3810c48b
-@dataclass
-class TorchResult:
-    "What `train_torch` returns: the model, its per-epoch history and how it was made."
-
-    model: Any  # the trained network with standardization (and sigmoid for 0/1 targets), CPU, eval mode
-    net: Any  # the network as `model_fn` built it (takes standardized inputs)
-    history: list  # one dict per epoch: epoch, train_loss, eval_loss, eval_auc, seconds, samples_per_s
-    metrics: dict  # the last epoch's metrics
-    features: list  # feature columns, in model order
-    target: str = ""  # label column
-    categories: dict = field(default_factory=dict)  # categories of each category feature (encoded as codes)
-    binary: bool = False  # a 0/1 target (logistic loss, probabilities out)
-    world_size: int = 1  # ranks (workers) that trained
-    backend: str = "gloo"  # process-group backend
-    shards: list = field(default_factory=list)  # partition indices of each rank
-    n_train: int = 0  # training rows (all ranks)
-    n_eval: int = 0  # evaluation rows
-    steps_per_epoch: int = 0  # batches per epoch per rank
-    resumed_from: int = 0  # epochs restored from a checkpoint
-    seconds: float = 0.0  # wall time of the whole call
-    run_id: str | None = None  # MLflow run with the metrics and the model
-    model_uri: str | None = None  # MLflow URI of the logged model
-
-    def encode(self, df) -> Any:
-        "The float32 input matrix the model takes, from a pandas frame with the feature columns."
-        return _encode(df, self.features, self.categories)
-
-    def predict(self, df):
-        "Predictions (probabilities for a 0/1 target) for a pandas frame, as a numpy array."
-        import torch
-
-        with torch.no_grad():
-            return self.model(torch.as_tensor(self.encode(df))).reshape(-1).numpy()
-
-    def plot(self, ax=None):
-        "Loss curves per epoch (and AUC for a 0/1 target)."
-        import matplotlib.pyplot as plt
-
-        keys = [k for k in ("train_loss", "eval_loss", "eval_auc") if any(k in h for h in self.history)]
-        fig, axes = plt.subplots(1, 2 if "eval_auc" in keys else 1, figsize=(9, 3.2), squeeze=False)
-        ep = [h["epoch"] for h in self.history]
-        for k in keys:
-            a = axes[0][1] if k == "eval_auc" else axes[0][0]
-            a.plot(ep, [h.get(k) for h in self.history], marker="o", label=k)
-            a.set(xlabel="epoch")
-            a.legend()
-        fig.tight_layout()
-        return fig
-
-    def __repr__(self):
-        ms = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items())
-        return (
-            f"<TorchResult {self.world_size} rank(s) ({self.backend}) epochs={len(self.history)} {ms} "
-            f"n_train={self.n_train:,} {self.seconds:.1f}s>"
-        )
-
-    def _repr_html_(self):
-        rows = [
-            ("ranks", f"{self.world_size} ({self.backend})"),
-            ("epochs", len(self.history)),
-            *((k, f"{v:.4f}") for k, v in self.metrics.items()),
-            ("rows", f"{self.n_train:,} train / {self.n_eval:,} eval"),
-            ("features", len(self.features)),
-            ("time", f"{self.seconds:.1f} s"),
-            ("MLflow run", self.run_id or "—"),
-        ]
-        return _html_table(f"PyTorch DDP on Dask: {escape(self.target)}", rows)
-
-# %% ../../nbs/04c_train_torch.ipynb #a16f9138
-def log_torch_model(
-    model,  # a `TorchResult` or a `torch.nn.Module` taking float32 rows
-    X_sample,  # pandas frame of feature columns (a `TorchResult` encodes it) or a float32 array
-    name: str = "model",  # name of the model within the run
-    registered_model_name: str | None = None,  # also register it under this name
-    **kwargs,  # passed on to `mlflow.pytorch.log_model`
-):
-    "Log a PyTorch model with its signature and an input example; returns MLflow's `ModelInfo`."
-    import numpy as np
-    import pandas as pd
-    import torch
-
-    from mlscale_sdk import tracking
-
-    mlflow = lazy_import("mlflow")
-    lazy_import("mlflow.pytorch")
-    from mlflow.models import infer_signature
-
-    tracking.configure()
-    res = model if isinstance(model, TorchResult) else None
-    module = res.model if res else model
-    if res is not None and isinstance(X_sample, pd.DataFrame):
-        X = res.encode(X_sample)
-    else:
-        X = np.asarray(X_sample, dtype="float32")
-    X = np.ascontiguousarray(X[:200], dtype="float32")
-    with torch.no_grad():
-        out = module(torch.as_tensor(X)).numpy()
-    kwargs.setdefault("pip_requirements", mlflow.pytorch.get_default_pip_requirements())
-    if res is not None:
-        cats = {k: [str(c) for c in v] for k, v in res.categories.items()}
-        kwargs.setdefault(
-            "metadata",
-            {
-                "features": res.features,
-                "categories": cats,
-                "target": res.target,
-                "output": "probability" if res.binary else "value",
-            },
-        )
-    log_it = partial(
-        mlflow.pytorch.log_model,
-        module,
-        name=name,
-        signature=infer_signature(X, out),
-        input_example=X[:5],
-        registered_model_name=registered_model_name,
-        **kwargs,
-    )
-    if mlflow.active_run() is not None:
-        return log_it()
-    with tracking.start_run(name=f"log-{name}"):
-        return log_it()
-
-# %% ../../nbs/04c_train_torch.ipynb #a5a386ae
-def _load_checkpoint(
-    ckpt_dir,  # the checkpoint folder
-    meta: dict,  # this call's settings
-):
-    "The checkpoint in `ckpt_dir` (tensors and plain values only), checked against this call's `meta`."
-    import torch
-
-    p = Path(ckpt_dir) / "last.pt"
-    if not p.exists():
-        raise TrainingError(f"resume=True but there is no checkpoint at {p}; train without resume first")
-    ck = torch.load(p, map_location="cpu", weights_only=True)
-    diff = {k: (ck["meta"].get(k), v) for k, v in meta.items() if ck["meta"].get(k) != v}
-    if diff:
-        raise TrainingError(
-            f"the checkpoint at {p} was made for different settings and cannot be resumed here: "
-            + "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
-        )
-    return ck
 
 # %% ../../nbs/04c_train_torch.ipynb #eac07e45
 def _rank_layout(client, ddf, world: int, deadline: _Deadline) -> tuple[list, list, list]:
