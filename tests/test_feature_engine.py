@@ -376,16 +376,16 @@ def test_redis_failure_in_one_partition_writes_nothing_and_names_it(iot, client,
     fs.apply([device, latest, fahrenheit])
     fs.materialize(START.to_pydatetime(), (T0 + 10 * H).to_pydatetime())
     before = redis_snapshot(redis_port)
-    bad = BatchFeatureView(name="device_fahrenheit", entities=[device], source=latest.batch_source, mode="pandas",
+    # a new name: Feast's apply keeps a stored view whose only change is its udf (FeatureView.__eq__ skips it)
+    bad = BatchFeatureView(name="device_fahrenheit_v2", entities=[device], source=latest.batch_source, mode="pandas",
                            online=True, udf=failing_udf, ttl=timedelta(hours=3),
                            schema=[Field(name="device_id", dtype=Int64), Field(name="temp_f", dtype=Float64)])
     fs.apply([bad])
-    with pytest.raises(MaterializationError, match=r"view 'device_fahrenheit' failed in part \d+ of \d+: "
+    with pytest.raises(MaterializationError, match=r"view 'device_fahrenheit_v2' failed in part \d+ of \d+: "
                                                    r"ValueError: bad reading of device 7"):
-        fs.materialize((T0 + 10 * H).to_pydatetime(), END.to_pydatetime(), feature_views=["device_fahrenheit"])
+        fs.materialize((T0 + 10 * H).to_pydatetime(), END.to_pydatetime(), feature_views=["device_fahrenheit_v2"])
     assert redis_snapshot(redis_port) == before
-    iv = fs.get_feature_view("device_fahrenheit").materialization_intervals
-    assert max(e for _, e in iv) <= (T0 + 10 * H).to_pydatetime()
+    assert fs.get_feature_view("device_fahrenheit_v2").materialization_intervals == []
 
 
 def test_a_store_failing_while_workers_write_is_reported_with_the_view_and_part(iot, client, tmp_path):

@@ -157,8 +157,13 @@ def sqlite_upsert(repo_config, fv) -> str:
 
 # %% ../../nbs/03e_features_engine.ipynb #b2405cc0
 def view_of(blob: bytes):
-    "A Feast feature view from its serialized proto."
+    "A Feast feature view from its serialized proto (Feast's alpha warning was shown where it was defined)."
+    import warnings
+
     from feast import FeatureView
+
+    # a view with a udf comes back as a BatchFeatureView, whose constructor warns in every worker process
+    warnings.filterwarnings("ignore", message="Batch feature views are experimental", category=RuntimeWarning)
     from feast.protos.feast.core.FeatureView_pb2 import FeatureView as FeatureViewProto
 
     proto = FeatureViewProto()
