@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import tornado.web
@@ -27,13 +27,13 @@ from .errors import ConflictError, NotFoundError, ValidationError
 log = get_logger("server")
 
 # %% auto #0
-__all__ = ['log', 'MAX_BODY_BYTES', 'MAX_JSON_DEPTH', 'ROUTES', 'API_PREFIX', 'confine', 'status_for', 'BadRequest', 'api',
-           'endpoint', 'parse_json', 'field_types', 'fields_of', 'check_fields', 'MlscaleHandler', 'ClustersHandler',
-           'ProfilesHandler', 'ClusterHandler', 'ClusterScaleHandler', 'ClusterAdaptHandler', 'JobsHandler',
-           'JobHandler', 'JobRunNowHandler', 'JobPauseHandler', 'JobResumeHandler', 'JobHistoryHandler', 'RunHandler',
-           'RunOutputHandler', 'NotebookParametersHandler', 'ExperimentsHandler', 'MlflowRunsHandler', 'ModelsHandler',
-           'ModelHandler', 'ModelPromoteHandler', 'AlertsHandler', 'JobMetricsHandler', 'MetricSeriesHandler',
-           'route_methods', 'url_pattern']
+__all__ = ['log', 'MAX_BODY_BYTES', 'MAX_JSON_DEPTH', 'ROUTES', 'API_PREFIX', 'confine', 'status_for', 'BadRequest', 'Prepared',
+           'api', 'endpoint', 'parse_json', 'field_types', 'fields_of', 'check_fields', 'MlscaleHandler',
+           'ClustersHandler', 'ProfilesHandler', 'ClusterHandler', 'ClusterScaleHandler', 'ClusterAdaptHandler',
+           'job_list_answer', 'JobsHandler', 'JobHandler', 'JobRunNowHandler', 'JobPauseHandler', 'JobResumeHandler',
+           'JobHistoryHandler', 'RunHandler', 'RunOutputHandler', 'NotebookParametersHandler', 'ExperimentsHandler',
+           'MlflowRunsHandler', 'ModelsHandler', 'ModelHandler', 'ModelPromoteHandler', 'AlertsHandler',
+           'JobMetricsHandler', 'MetricSeriesHandler', 'route_methods', 'url_pattern']
 
 # %% ../nbs/10_server.ipynb #8721b9bc
 def confine(
@@ -81,6 +81,13 @@ class BadRequest(ValidationError):
     "Invalid input from the client."
 
 
+@dataclass(frozen=True)
+class Prepared:
+    "An answer already shaped by its response model and serialized, sent as it is."
+
+    text: str  # the JSON text
+
+
 def api(method):
     "Decorate a handler method: JSON result out, errors mapped by `status_for`."
 
@@ -104,6 +111,9 @@ def api(method):
         if out is None:
             self.set_status(204)
             self.finish()
+            return
+        if isinstance(out, Prepared):  # shaped and serialized already (a cached list)
+            self.finish(out.text)
             return
         status, out = out if isinstance(out, tuple) else (200, out)
         self.set_status(status)
@@ -422,16 +432,33 @@ class ClusterAdaptHandler(MlscaleHandler):
         return {"name": name, "minimum": b["minimum"], "maximum": b["maximum"]}
 
 # %% ../nbs/10_server.ipynb #9e4e8ef4
+_JOB_LIST: dict = {}  # the last job list answer, with the store fingerprint it was built at
+
+
+def job_list_answer(
+    model,  # the route's response model
+) -> tuple[str, str]:
+    "The job list as JSON text and its change token, rebuilt only when `jobs.jobs_stamp()` changed."
+    from mlscale_sdk import jobs
+    from mlscale_sdk.config import state_dir
+
+    stamp = (str(state_dir()), jobs.jobs_stamp())
+    if _JOB_LIST.get("stamp") != stamp:
+        text = json.dumps(shape(model, [j.to_dict() for j in jobs.list_jobs()]), default=str)
+        _JOB_LIST.update(stamp=stamp, text=text, token=hashlib.sha256(text.encode()).hexdigest()[:32])
+    return _JOB_LIST["text"], _JOB_LIST["token"]
+
+
 class JobsHandler(MlscaleHandler):
     auth_resource = "mlscale:jobs"
 
     @endpoint
     async def get(self):
-        from mlscale_sdk import jobs
-
         self.body()
         since = self.query(strs=("since",))["since"]
-        return self.unless_unchanged([j.to_dict() for j in await self.call(jobs.list_jobs)], since)
+        text, token = await self.call(job_list_answer, self.operation.response)
+        self.set_header("X-Mlscale-Token", token)
+        return (304, None) if since == token else Prepared(text)
 
     @endpoint
     async def post(self):

@@ -468,6 +468,13 @@ async def test_jobs_since_token_is_304_until_a_job_changes(project, call, jp_fet
     code, new, body = await get(token)
     assert code == 200 and new != token and [j["name"] for j in json.loads(body)] == ["poll"]
     assert (await get(new))[0] == 304
+    # the answer is cached by a store fingerprint: a pause, then a run, each show at once
+    assert (await call("POST", "jobs/poll/pause"))[0] == 200
+    code, paused, body = await get(new)
+    assert code == 200 and paused != new and json.loads(body)[0]["paused"] is True
+    assert (await call("POST", "jobs/poll/run", body={}))[0] == 202
+    code, ran, body = await get(paused)
+    assert code == 200 and ran != paused and json.loads(body)[0]["last_run"] is not None
     code, out = await call("GET", "jobs", params={"since": "x", "bogus": "1"})
     assert code == 400 and "bogus" in out["error"]
 

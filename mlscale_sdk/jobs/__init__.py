@@ -6,15 +6,15 @@
 __all__ = ['call_hook', 'FINAL', 'STATUSES', 'tables', 'insert_ignore', 'hooks', 'log', 'JobError', 'JobValidationError',
            'JobNotFoundError', 'check_cron', 'check_timezone', 'cron_slots', 'next_slot', 'JobSpec', 'make_spec',
            'template_path', 'read_notebook', 'inspect_parameters', 'check_parameters', 'JobRun', 'Job', 'run_from_row',
-           'job_from_row', 'validate_spec', 'version_of', 'declared_parameters', 'snapshot', 'promote', 'list_jobs',
-           'get_job', 'pause', 'resume', 'new_run_id', 'run_dir', 'new_row', 'run_row', 'get_run', 'history',
-           'skipped_slots', 'output_path', 'due_runs', 'running_counts', 'running_runs', 'status_counts', 'queue_run',
-           'record_slots', 'claim_run', 'set_runner_pid', 'heartbeat', 'runner_host', 'find_mlflow_run', 'finish_run',
-           'cancel_queued', 'delete', 'BACKENDS', 'RunContext', 'ExecutionBackend', 'PapermillBackend', 'NoopBackend',
-           'get_backend', 'error_summary', 'job_cluster_name', 'RunExecutor', 'pid_alive', 'kill_tree', 'Supervisor',
-           'warm', 'drive_run', 'runner_main', 'lease_ttl', 'scheduler_alive', 'wake_address', 'wake_scheduler',
-           'spawn_runner', 'wait_run', 'run_now', 'cancel', 'papermill_command', 'validate_cronjob', 'export_k8s',
-           'export_airflow', 'export']
+           'job_from_row', 'validate_spec', 'version_of', 'declared_parameters', 'snapshot', 'promote', 'jobs_stamp',
+           'list_jobs', 'get_job', 'pause', 'resume', 'new_run_id', 'run_dir', 'new_row', 'run_row', 'get_run',
+           'history', 'skipped_slots', 'output_path', 'due_runs', 'running_counts', 'running_runs', 'status_counts',
+           'queue_run', 'record_slots', 'claim_run', 'set_runner_pid', 'heartbeat', 'runner_host', 'find_mlflow_run',
+           'finish_run', 'cancel_queued', 'delete', 'BACKENDS', 'RunContext', 'ExecutionBackend', 'PapermillBackend',
+           'NoopBackend', 'get_backend', 'error_summary', 'job_cluster_name', 'RunExecutor', 'pid_alive', 'kill_tree',
+           'Supervisor', 'warm', 'drive_run', 'runner_main', 'lease_ttl', 'scheduler_alive', 'wake_address',
+           'wake_scheduler', 'spawn_runner', 'wait_run', 'run_now', 'cancel', 'papermill_command', 'validate_cronjob',
+           'export_k8s', 'export_airflow', 'export']
 
 # %% ../../nbs/06_jobs.ipynb #8039fbbd
 # ruff: noqa: F401  (this module re-exports the names of the jobs package)
@@ -23,6 +23,7 @@ from . import hooks
 from mlscale_sdk.jobs.catalog import (
     declared_parameters,
     get_job,
+    jobs_stamp,
     list_jobs,
     log,
     pause,
@@ -141,6 +142,7 @@ _all_ = [
     "declared_parameters",
     "snapshot",
     "promote",
+    "jobs_stamp",
     "list_jobs",
     "get_job",
     "pause",

@@ -31,7 +31,7 @@ log = get_logger("jobs")
 
 # %% auto #0
 __all__ = ['log', 'validate_spec', 'version_of', 'environment_file', 'declared_parameters', 'snapshot', 'promote', 'list_jobs',
-           'get_job', 'pause', 'resume']
+           'get_job', 'pause', 'resume', 'jobs_stamp']
 
 # %% ../../nbs/06d_jobs_catalog.ipynb #822874cc
 def _project_path(
@@ -321,3 +321,18 @@ def pause(name: str) -> Job:
 def resume(name: str) -> Job:
     "Schedule job `name` again from now on."
     return _set_paused(name, False)
+
+# %% ../../nbs/06d_jobs_catalog.ipynb #c0ffee02
+def jobs_stamp() -> tuple:
+    "A fingerprint that changes whenever `list_jobs` would answer differently (two aggregate queries)."
+    import time
+
+    sa = lazy_import("sqlalchemy")
+    t = store.tables()
+    j, r, f = t.jobs.c, t.runs.c, sa.func
+    on_jobs = sa.select(f.count(), f.max(j.updated_at), f.sum(sa.cast(j.paused, sa.Integer)), f.max(j.last_slot))
+    on_runs = sa.select(
+        f.count(), f.max(r.queued_at), f.max(r.started_at), f.max(r.ended_at), f.sum(r.attempt), f.max(r.not_before)
+    )
+    with t.engine.connect() as c:
+        return (*c.execute(on_jobs).one(), *c.execute(on_runs).one(), int(time.time() // 60))
