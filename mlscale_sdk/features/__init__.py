@@ -310,6 +310,35 @@ def _objects(views) -> list:
     return out
 
 
+def _code_key(code) -> tuple:
+    "A comparable form of compiled code: its bytecode, constants (nested code alike) and names."
+    consts = tuple(_code_key(k) if hasattr(k, "co_code") else repr(k) for k in code.co_consts)
+    return code.co_code, consts, code.co_names
+
+
+def _udf_key(v) -> tuple | None:
+    "A comparable form of a view's udf, or None for a view without one."
+    code = getattr(getattr(getattr(v, "feature_transformation", None), "udf", None), "__code__", None)
+    return None if code is None else _code_key(code)
+
+
+def _drop_changed_udfs(fs, objs) -> list:
+    "Unregister stored views whose udf changed (Feast's apply keeps a stored udf otherwise); their names."
+    changed = []
+    for o in objs:
+        if (new := _udf_key(o)) is None:
+            continue
+        try:
+            old = fs.get_feature_view(o.name)
+        except Exception:  # not registered yet (FeatureViewNotFoundException) or not a batch view
+            continue
+        if _udf_key(old) != new:
+            fs.delete_feature_view(o.name)
+            changed.append(o.name)
+            log.warning(f"view {o.name!r}: its transformation changed; materialize it again (earlier runs are dropped)")
+    return changed
+
+
 def apply(
     *views,  # `View`s from `view(...)`, or Feast objects (entities, feature views)
     repo: str | Path | None = None,  # repository folder (default: the project's)
@@ -321,7 +350,9 @@ def apply(
     if not objs:
         raise ValueError("nothing to apply: pass the views returned by `features.view(...)`")
     check_supported(objs)
-    store(repo).apply(objs)
+    fs = store(repo)
+    _drop_changed_udfs(fs, objs)
+    fs.apply(objs)
     return [o.name for o in objs]
 
 # %% ../../nbs/03_features.ipynb #7c9b5a11
