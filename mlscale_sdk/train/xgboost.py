@@ -8,10 +8,9 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlscale_sdk.train.core import (
     TrainingDataError,
@@ -22,19 +21,15 @@ from mlscale_sdk.train.core import (
     _check_columns,
     _client_and_gpu,
     _Deadline,
-    _html_table,
     _load,
     _lost,
     _worker_ids,
     log,
 )
-
-if TYPE_CHECKING:
-    import dask.dataframe as dd
-    import pandas as pd
+from .xgboost_predict import TrainResult, predict
 
 # %% auto #0
-__all__ = ['TrainResult', 'train_xgboost', 'predict']
+__all__ = ['train_xgboost', 'TrainResult', 'predict']
 
 # %% ../../nbs/04b_train_xgboost.ipynb #5c2e7dd6
 def _summary(
@@ -430,77 +425,6 @@ def _run_bounded(client, fit, total: int, topic: str | None, expired, poll: floa
     "Run `fit(box)` in a thread; fail fast if a data-holding worker leaves or `expired()` says so."
     return _BoundedFit(client, fit, total, topic, expired, poll).run()
 
-# %% ../../nbs/04b_train_xgboost.ipynb #93460a41
-@dataclass
-class TrainResult:
-    "What `train_xgboost` returns: the model, its metrics and how it was made."
-
-    booster: Any  # the trained `xgboost.Booster`
-    history: dict  # evaluation history: {eval set: {metric: [value per round]}}
-    metrics: dict  # final metrics, e.g. {"eval-auc": .., "auc": ..}
-    best_iteration: int | None  # best round (early stopping), else None
-    params: dict  # XGBoost parameters used
-    features: list  # feature columns, in model order
-    target: str = ""  # label column
-    n_train: int = 0  # training rows
-    n_eval: int = 0  # evaluation rows
-    seconds: float = 0.0  # wall time of the whole call
-    rounds: int = 0  # boosting rounds run
-    categories: dict = field(default_factory=dict)  # categories of each categorical feature, as trained
-
-    def feature_importance(
-        self,
-        kind: str = "gain",  # gain, weight, cover, total_gain or total_cover
-    ) -> pd.Series:
-        "Importance of every feature (0 for unused ones), largest first."
-        import pandas as pd
-
-        s = pd.Series(self.booster.get_score(importance_type=kind), dtype="float64")
-        return s.reindex(self.features, fill_value=0.0).sort_values(ascending=False).rename(kind)
-
-    def plot(self, ax=None):  # an axis to draw every metric on (default: one panel per metric)
-        "Learning curves: one panel per metric, one line per evaluation set."
-        import matplotlib.pyplot as plt
-
-        metrics = sorted({m for h in self.history.values() for m in h})
-        if not metrics:
-            raise ValueError("no evaluation history to plot (trained without evaluation data)")
-        if ax is None:
-            fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
-            axes = axes[0]
-        else:
-            axes, fig = [ax] * len(metrics), ax.figure
-        for a, m in zip(axes, metrics):
-            for name, h in self.history.items():
-                if m in h:
-                    a.plot(range(1, len(h[m]) + 1), h[m], label=name)
-            if self.best_iteration is not None:
-                a.axvline(self.best_iteration + 1, color="grey", ls="--", lw=1, label="best round")
-            a.set(xlabel="boosting round", title=m)
-            a.legend()
-        fig.tight_layout()
-        return fig
-
-    def __repr__(self):
-        ms = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items() if "-" not in k)
-        return (
-            f"<TrainResult {self.params.get('objective')} rounds={self.rounds} {ms} n_train={self.n_train:,} "
-            f"{self.seconds:.1f}s>"
-        )
-
-    def _repr_html_(self):
-        rows = [
-            ("objective", self.params.get("objective")),
-            ("device", self.params.get("device")),
-            *((k, f"{v:.4f}") for k, v in self.metrics.items()),
-            ("best round", "—" if self.best_iteration is None else self.best_iteration + 1),
-            ("rounds run", self.rounds),
-            ("rows", f"{self.n_train:,} train / {self.n_eval:,} eval"),
-            ("features", len(self.features)),
-            ("time", f"{self.seconds:.1f} s"),
-        ]
-        return _html_table(f"XGBoost on Dask: {escape(self.target)}", rows)
-
 # %% ../../nbs/04b_train_xgboost.ipynb #546c9924
 def _final_metrics(
     history: dict,  # {eval set: {metric: [value per round]}}
@@ -630,31 +554,5 @@ def train_xgboost(
     )
     return res
 
-# %% ../../nbs/04b_train_xgboost.ipynb #a690f5ac
-def predict(
-    cluster_or_client,  # a `ClusterHandle`, a `distributed.Client`, or None for the default client
-    model,  # a `TrainResult` or an `xgboost.Booster`
-    data,  # Dask DataFrame, pandas DataFrame or Parquet folder holding the feature columns
-    features: list | None = None,  # feature columns (default: those the model was trained on)
-) -> dd.Series:
-    "Predict with `inplace_predict` on the cluster: a lazy Dask Series aligned with `data`'s partitions."
-    import xgboost.dask
-
-    client, _ = _client_and_gpu(cluster_or_client)
-    booster = model.booster if isinstance(model, TrainResult) else model
-    trained = model.features if isinstance(model, TrainResult) else None
-    features = list(features or trained or booster.feature_names or [])
-    ddf = _as_dask(data, client)
-    if not features:
-        raise TrainingDataError("the model has no feature names; pass features=[...]")
-    missing = [f for f in features if f not in ddf.columns]
-    if missing:
-        raise TrainingDataError(f"feature column(s) {missing} not found; available columns: {list(ddf.columns)}")
-    cats = getattr(model, "categories", None) or {}
-    if cats:  # the training categories: unseen ones become missing values, the order no longer matters
-        import pandas as pd
-
-        ddf = ddf.astype({c: pd.CategoricalDtype(v) for c, v in cats.items() if c in features})
-    with client.as_current():
-        out = xgboost.dask.inplace_predict(client, booster, ddf[features])
-    return out.rename("prediction") if hasattr(out, "rename") else out
+# %% ../../nbs/04b_train_xgboost.ipynb #a14767ba
+_all_ = ["TrainResult", "predict"]
