@@ -244,8 +244,20 @@ def write_from_workers(engine, client, fv, futures: list, checks, blob: bytes, t
         pass  # nothing is written before every part is computed and converted
     validated(checks, fv.name)
     bs = engine.config.write_batch_rows
+    # each part is written where it was converted: Feast's online rows (protobuf messages) cannot be pickled to
+    # another worker ("import of module 'feast.types.EntityKey_pb2' failed")
+    holders = client.who_has(futures)
     writes = [
-        client.submit(write_task, f, blob, engine.repo_config, i, bs, key=f"online_write-{tok}-{i}")
+        client.submit(
+            write_task,
+            f,
+            blob,
+            engine.repo_config,
+            i,
+            bs,
+            key=f"online_write-{tok}-{i}",
+            workers=list(holders.get(f.key, ())) or None,
+        )
         for i, f in enumerate(futures)
     ]
     n, by = 0, {}
