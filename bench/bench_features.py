@@ -287,11 +287,14 @@ def same_online(stores: dict, entities: int) -> str:
 
 
 def warm():
-    "Import what the tasks need on a worker (once per process)."
+    "Import what the tasks need on a worker, feast included (seconds; the local engine's process pays it untimed)."
+    import feast  # noqa: F401
+    import feast.utils  # noqa: F401
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
     import mlscale_sdk.features.compute  # noqa: F401
+    import mlscale_sdk.features.engine  # noqa: F401
 
 
 def where_time_goes(stream: list, wall: float) -> str:
