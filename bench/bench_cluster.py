@@ -81,6 +81,16 @@ GATEWAY_CHILD = textwrap.dedent('''
 GATEWAY_PASSWORD = "bench-" + os.urandom(6).hex()
 
 
+def alternate(run, repeat: int) -> dict:
+    "One warm-up start, then `repeat` raw/sdk pairs, alternating: `{raw: [s...], sdk: [s...]}`."
+    run("sdk")
+    t = {"raw": [], "sdk": []}
+    for _ in range(repeat):
+        for mode in ("raw", "sdk"):
+            t[mode].append(run(mode))
+    return t
+
+
 def spread(t):
     "The single starts behind a row's medians, so that a shared machine's noise shows next to the ratio."
     return "    runs: " + "; ".join(f"{m} " + " ".join(f"{x:.2f}" for x in t[m]) + "s" for m in ("raw", "sdk"))
@@ -130,11 +140,7 @@ def bench_gateway(home, n, repeat):
     run = lambda mode: json.loads(subprocess.run([sys.executable, script, mode, str(n)], capture_output=True, text=True,
                                                  env=env, check=True).stdout.strip().splitlines()[-1])["seconds"]
     try:
-        run("sdk")  # warm
-        t = {"raw": [], "sdk": []}
-        for _ in range(repeat):
-            for mode in ("raw", "sdk"):
-                t[mode].append(run(mode))
+        t = alternate(run, repeat)
     finally:
         proc.terminate()
         proc.wait(20)
@@ -314,11 +320,7 @@ def bench_slurm(home, n, repeat):
         return json.loads(out.strip().splitlines()[-1])["seconds"]
 
     try:
-        run("sdk")  # warm
-        t = {"raw": [], "sdk": []}
-        for _ in range(repeat):
-            for mode in ("raw", "sdk"):
-                t[mode].append(run(mode))
+        t = alternate(run, repeat)
     finally:
         if procs is not None:
             stop_slurm(procs, env)
