@@ -368,6 +368,85 @@ def test_promote_unknown_model_or_version(tproj):
         tracking.load_model("m")
 
 
+
+def _kept(name, version):
+    "The decision tags of a version (one per decision), as JSON."
+    tags = tracking.client().get_model_version(name, version).tags
+    return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(tracking.HISTORY_PREFIX)]
+
+
+def test_every_decision_is_kept_with_who_made_it(tproj, monkeypatch):
+    import getpass
+    monkeypatch.delenv("MLSCALE_USER", raising=False)
+    v1, v2 = _version("m", auc=0.9), _version("m", auc=0.85)
+    assert tracking.promote("m", v1, require={"auc": ">= 0.8"}).by == getpass.getuser()
+    monkeypatch.setenv("MLSCALE_USER", "ada")
+    d1 = tracking.promote("m", v2, require={"auc": ">= 0.8"})
+    d2 = tracking.promote("m", v2, require={"auc": ">= 0.8"}, by="bob")         # same version, same alias
+    assert (d1.by, d2.by, bool(d1), bool(d2)) == ("ada", "bob", False, False) and d1.at < d2.at
+    kept = _kept("m", v2)
+    assert [(r["by"], r["alias"], r["decision"], r["compared_version"]) for r in kept] == [
+        ("ada", "champion", "rejected", v1), ("bob", "champion", "rejected", v1)]
+    assert kept[1]["reasons"] == d2.reasons and kept[1]["time"] == d2.at
+    history = tracking.promotion_history("m")
+    assert [(r["version"], r["decision"], r["by"]) for r in history] == [
+        (v2, "rejected", "bob"), (v2, "rejected", "ada"), (v1, "promoted", getpass.getuser())]
+    assert tracking.get_model("m")["promotions"] == history == tracking.list_models()[0]["promotions"]
+    assert _ptags("m", v2) == ("rejected", d2.reasons)          # the latest-decision tags, as before
+    assert tracking.client().get_model_version("m", v2).tags["mlscale.promotion.champion.by"] == "bob"
+    assert tracking.promotion_history("m", alias="prod") == []
+    with pytest.raises(tracking.ModelNotFoundError):
+        tracking.promotion_history("nope")
+
+
+def test_decisions_recorded_before_are_read_and_kept(tproj):
+    "A version with only the tags an earlier mlscale wrote: listed, and still listed after a new decision."
+    v1 = _version("m", auc=0.9)
+    c = tracking.client()
+    old = {"decision": "rejected", "reasons": json.dumps(["auc = 0.9 fails >= 0.95"]), "at": "2025-11-02T08:00:00+00:00",
+           "compared_to": ""}
+    for k, v in old.items():
+        c.set_model_version_tag("m", v1, f"mlscale.promotion.champion.{k}", v)
+    (before,) = tracking.promotion_history("m")
+    assert before == {"version": v1, "alias": "champion", "decision": "rejected", "reasons": ["auc = 0.9 fails >= 0.95"],
+                      "time": "2025-11-02T08:00:00+00:00", "by": None, "compared_version": None}
+    d = tracking.promote("m", v1, require={"auc": ">= 0.8"}, by="ada")
+    assert d and [r["by"] for r in _kept("m", v1)] == [None, "ada"]       # the older decision got a tag of its own
+    history = tracking.promotion_history("m")
+    assert [(r["decision"], r["by"]) for r in history] == [("promoted", "ada"), ("rejected", None)]
+    assert history[1] == before
+
+
+def test_a_bad_user_or_alias_records_nothing(tproj, monkeypatch):
+    v1 = _version("m", auc=0.9)
+    for bad in ("", "x" * 201, "eve\nadmin", "\x00"):
+        with pytest.raises(ValueError, match="user"):
+            tracking.promote("m", v1, require={"auc": 0.8}, by=bad)
+    monkeypatch.setenv("MLSCALE_USER", "a" * 300)
+    with pytest.raises(ValueError, match="invalid user name"):
+        tracking.promote("m", v1, require={"auc": 0.8})
+    monkeypatch.delenv("MLSCALE_USER")
+    for bad in ("a" * 101, "9lives", "a.b", None):
+        with pytest.raises(ValueError, match="invalid alias"):
+            tracking.promote("m", v1, alias=bad, require={"auc": 0.8})
+    assert not any(k.startswith("mlscale.promotion") for k in tracking.client().get_model_version("m", v1).tags)
+
+
+def test_many_long_reasons_fit_the_tag_limit(tproj):
+    "Hundreds of failed requirements with long names: every tag stays under the limit, with a marker for the rest."
+    v1 = _version("m", auc=0.9)
+    require = {f"metric_{i}_{'x' * 200}": ">= 0.5" for i in range(300)}
+    d = tracking.promote("m", v1, require=require, compare_to=None, by="ada")
+    assert not d and len(d.reasons) == 300
+    tags = tracking.client().get_model_version("m", v1).tags
+    assert all(len(v) <= tracking.MAX_TAG_VALUE for k, v in tags.items() if k.startswith("mlscale.promotion"))
+    (kept,) = _kept("m", v1)
+    assert kept["reasons"][0] == d.reasons[0] and "more reason(s) not recorded" in kept["reasons"][-1]
+    assert _ptags("m", v1)[1] == kept["reasons"]
+    (r,) = tracking.promotion_history("m")
+    assert r["by"] == "ada" and r["reasons"] == kept["reasons"]
+
+
 # ---------------------------------------------------------------- concurrency
 
 CHILD = textwrap.dedent("""

@@ -6,8 +6,9 @@
 __all__ = ['log', 'MAX_METRICS_PER_BATCH', 'MAX_PARAMS_PER_BATCH', 'MAX_TAGS_PER_BATCH', 'tracking_uri', 'reset_cache',
            'ensure_store', 'ensure_experiment', 'configure', 'client', 'ui_command', 'git_commit', 'run_source',
            'auto_tags', 'Run', 'start_run', 'log_xgboost_model', 'ModelNotFoundError', 'register_model',
-           'model_version', 'load_model', 'parse_requirement', 'PromotionDecision', 'promote', 'list_experiments',
-           'recent_runs', 'list_models', 'get_model']
+           'model_version', 'load_model', 'parse_requirement', 'PromotionDecision', 'MAX_USER_CHARS', 'promoter',
+           'HISTORY_PREFIX', 'MAX_TAG_VALUE', 'MAX_REASON_CHARS', 'decision_tags', 'promotion_records', 'promote',
+           'list_experiments', 'recent_runs', 'list_models', 'get_model', 'promotion_history']
 
 # %% ../../nbs/05_tracking.ipynb #cff4ee79
 # ruff: noqa: F401  (this module re-exports the names of the tracking package)
@@ -18,6 +19,7 @@ from mlscale_sdk.tracking.listing import (
     get_model,
     list_experiments,
     list_models,
+    promotion_history,
     recent_runs,
 )
 from mlscale_sdk.tracking.models import (
@@ -33,13 +35,20 @@ from mlscale_sdk.tracking.models import (
 from mlscale_sdk.tracking.registry import (
     _OPS,
     _REQ_RE,
+    HISTORY_PREFIX,
+    MAX_REASON_CHARS,
+    MAX_TAG_VALUE,
+    MAX_USER_CHARS,
     PromotionDecision,
     _compare,
     _decide,
     _fmt,
     _run_metrics,
+    decision_tags,
     parse_requirement,
     promote,
+    promoter,
+    promotion_records,
 )
 from mlscale_sdk.tracking.runs import (
     MAX_METRICS_PER_BATCH,
@@ -102,9 +111,17 @@ _all_ = [
     "load_model",
     "parse_requirement",
     "PromotionDecision",
+    "MAX_USER_CHARS",
+    "promoter",
+    "HISTORY_PREFIX",
+    "MAX_TAG_VALUE",
+    "MAX_REASON_CHARS",
+    "decision_tags",
+    "promotion_records",
     "promote",
     "list_experiments",
     "recent_runs",
     "list_models",
     "get_model",
+    "promotion_history",
 ]

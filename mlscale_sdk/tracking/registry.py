@@ -5,9 +5,12 @@
 # %% ../../nbs/05d_tracking_registry.ipynb #da446556
 from __future__ import annotations
 
+import getpass
 import json
 import operator
+import os
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
@@ -21,7 +24,8 @@ from .store import _retry, client
 log = get_logger("tracking")
 
 # %% auto #0
-__all__ = ['log', 'parse_requirement', 'PromotionDecision', 'promote']
+__all__ = ['log', 'MAX_USER_CHARS', 'HISTORY_PREFIX', 'MAX_TAG_VALUE', 'MAX_REASON_CHARS', 'parse_requirement',
+           'PromotionDecision', 'promoter', 'decision_tags', 'promotion_records', 'promote']
 
 # %% ../../nbs/05d_tracking_registry.ipynb #ca31762e
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, ">": operator.gt, "<": operator.lt}
@@ -64,6 +68,8 @@ class PromotionDecision:
     champion_version: str | None = None  # who held `compare_to` before the decision
     champion_metrics: dict = field(default_factory=dict)  # and its run metrics
     metric: str | None = None  # the primary metric compared
+    by: str | None = None  # who decided (see `promoter`)
+    at: str | None = None  # when, ISO 8601 in UTC
 
     def __bool__(self):
         return self.promoted
@@ -75,6 +81,8 @@ class PromotionDecision:
             if self.promoted
             else f"{tone_html('rejected', 'error')} {what} for @{escape(self.alias)}"
         )
+        if self.by:
+            verdict += f" <span style='opacity:.7'>by {escape(self.by)}, {escape(self.at or '')}</span>"
         items = "".join(f"<li>{escape(r)}</li>" for r in self.reasons)
         keys = sorted(set(self.metrics) | set(self.champion_metrics))
         champ = f"v{escape(self.champion_version)}" if self.champion_version else "—"
@@ -89,6 +97,143 @@ class PromotionDecision:
             else ""
         )
         return f"<div style='{CARD_STYLE}'>{verdict}<ul>{items}</ul>{table}</div>"
+
+# %% ../../nbs/05d_tracking_registry.ipynb #c119774f
+MAX_USER_CHARS = 200  # the longest user name recorded with a decision
+
+
+def _login() -> str:
+    "The login name of this process (`unknown` where it has none, as in some containers)."
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def promoter(
+    by: str | None = None,  # who decides (None: `MLSCALE_USER`, else the login name)
+) -> str:
+    "Who a decision is recorded for: `by`, else `MLSCALE_USER`, else the login name; `ValidationError` if malformed."
+    if by is None:
+        by = os.environ.get("MLSCALE_USER", "").strip() or _login()
+    if not isinstance(by, str) or not by.strip():
+        raise ValidationError("the user who promotes must be a non-empty string")
+    if len(by) > MAX_USER_CHARS or not by.isprintable():
+        raise ValidationError(f"invalid user name {by[:40]!r}: at most {MAX_USER_CHARS} printable characters")
+    return by.strip()
+
+# %% ../../nbs/05d_tracking_registry.ipynb #0a3975f7
+HISTORY_PREFIX = "mlscale.promotions."  # one tag per decision: this prefix, a sortable UTC time and a nonce
+MAX_TAG_VALUE = 5000  # characters of a tag value (MLflow's stores held 5,000 until mid-2025; still the safe bound)
+MAX_REASON_CHARS = 500  # a longer reason is cut, ending in "…"
+
+
+def _cut(s: str, n: int = MAX_REASON_CHARS) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _fit(rec: dict, limit: int = MAX_TAG_VALUE) -> str:
+    "`rec` as JSON of at most `limit` characters: the reasons that do not fit give way to a line saying how many."
+    reasons = [_cut(str(r)) for r in rec["reasons"]]
+    room = limit - len(json.dumps({**rec, "reasons": []})) - 100  # 100: the line saying how many are left out
+    kept = []
+    for r in reasons:
+        room -= len(json.dumps(r)) + 2
+        if room < 0:
+            break
+        kept.append(r)
+    if len(kept) < len(reasons):
+        kept.append(f"… {len(reasons) - len(kept)} more reason(s) not recorded (tag size limit)")
+    return json.dumps({**rec, "reasons": kept})
+
+
+def decision_tags(
+    d: PromotionDecision,  # a decision, with its `by` and `at`
+) -> dict:
+    "The tags recording `d`: its own `mlscale.promotions.<time>-<nonce>` tag and the latest-decision tags of its alias."
+    when = datetime.fromisoformat(d.at)
+    decision = "promoted" if d.promoted else "rejected"
+    rec = {"time": d.at, "by": d.by, "alias": d.alias, "decision": decision, "reasons": d.reasons,
+           "compared_version": d.champion_version}  # fmt: skip
+    value = _fit(rec)
+    latest = {"decision": decision, "reasons": json.dumps(json.loads(value)["reasons"]),
+              "at": when.isoformat(timespec="seconds"), "compared_to": d.champion_version or "",
+              "by": d.by or ""}  # fmt: skip
+    key = f"{HISTORY_PREFIX}{when:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
+    return {key: value, **{f"mlscale.promotion.{d.alias}.{k}": v for k, v in latest.items()}}
+
+# %% ../../nbs/05d_tracking_registry.ipynb #98653f99
+_LATEST = re.compile(r"mlscale\.promotion\.([A-Za-z_][\w-]*)\.(decision|reasons|at|compared_to|by)")
+
+
+def _text(x) -> str | None:
+    return None if x in (None, "") else str(x)
+
+
+def _reasons(x) -> list:
+    if x is None:
+        return []
+    try:
+        x = json.loads(x) if isinstance(x, str) else x
+    except ValueError:
+        return [x]
+    return [str(r) for r in x] if isinstance(x, list) else [str(x)]
+
+
+def _entry(version: str, alias, decision, reasons, time, by, compared, key: str = "") -> dict:
+    return {"version": version, "alias": str(alias), "decision": _text(decision) or "?", "reasons": _reasons(reasons),
+            "time": _text(time), "by": _text(by), "compared_version": _text(compared), "_key": key}  # fmt: skip
+
+
+def _decisions(version: str, tags: dict) -> list[dict]:
+    "The decisions recorded on one version: each decision tag, and latest-decision tags no decision tag repeats."
+    out, latest = [], {}
+    for k, v in tags.items():
+        if k.startswith(HISTORY_PREFIX):
+            try:
+                r = json.loads(v)
+            except ValueError:
+                continue
+            if isinstance(r, dict) and r.get("alias"):
+                keys = ("decision", "reasons", "time", "by", "compared_version")
+                out.append(_entry(version, r["alias"], *(r.get(x) for x in keys), key=k))
+        elif m := _LATEST.fullmatch(k):
+            latest.setdefault(m[1], {})[m[2]] = v
+    seen = {(r["alias"], (r["time"] or "")[:19]) for r in out}
+    for alias, t in latest.items():
+        if (alias, t.get("at", "")[:19]) not in seen:
+            keys = ("decision", "reasons", "at", "by", "compared_to")
+            out.append(_entry(version, alias, *(t.get(x) for x in keys)))
+    return out
+
+
+def _when(r: dict) -> tuple:
+    try:
+        t = datetime.fromisoformat(r["time"] or "")
+    except ValueError:
+        t = datetime.min
+    t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t, r["_key"], int(r["version"]) if r["version"].isdigit() else 0
+
+
+def _carried(version: str, tags: dict, alias: str) -> dict:
+    "The decision for `alias` an earlier mlscale recorded (latest-decision tags only) as a decision tag of its own."
+    out = {}
+    for r in _decisions(version, tags):
+        if r["alias"] == alias and not r["_key"]:
+            rec = {k: r[k] for k in ("time", "by", "alias", "decision", "reasons", "compared_version")}
+            out[f"{HISTORY_PREFIX}{_when(r)[0]:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"] = _fit(rec)
+    return out
+
+
+def promotion_records(
+    versions,  # `(version, tags)` pairs: the versions of one registered model
+    alias: str | None = None,  # only the decisions for this alias (default: all)
+) -> list[dict]:
+    "All decisions on `versions`, newest first: version, alias, decision, reasons, time, by, compared_version."
+    rows = [r for v, tags in versions for r in _decisions(str(v), tags or {}) if alias in (None, r["alias"])]
+    rows.sort(key=_when, reverse=True)
+    return [{k: v for k, v in r.items() if k != "_key"} for r in rows]
 
 # %% ../../nbs/05d_tracking_registry.ipynb #f7e3515a
 def _fmt(x: float) -> str:
@@ -107,8 +252,9 @@ def promote(
     compare_to: str | None = "champion",  # alias whose holder the candidate must beat (None: no comparison)
     metric: str | None = None,  # primary metric compared (default: the first key of `require`)
     greater_is_better: bool = True,  # direction of the primary metric
+    by: str | None = None,  # who decides (default: `MLSCALE_USER`, else the login name; see `promoter`)
 ) -> PromotionDecision:
-    "Move `alias` to `version` only if it meets `require` and beats the `compare_to` holder; always record why."
+    "Move `alias` to `version` only if it meets `require` and beats the `compare_to` holder; always record why and who."
     reqs = {k: parse_requirement(v) for k, v in (require or {}).items()}  # malformed: fail before anything
     if not all(isinstance(k, str) and k for k in reqs):
         raise ValidationError("requirement names must be metric names")
@@ -118,13 +264,15 @@ def promote(
             "promote needs `require` or `metric`: there is nothing to decide on "
             "(to move an alias unconditionally use MlflowClient().set_registered_model_alias)"
         )
-    if not re.fullmatch(r"[A-Za-z_][\w-]*", alias or ""):
-        raise ValidationError(f"invalid alias {alias!r}")
+    if not isinstance(alias, str) or not re.fullmatch(r"[A-Za-z_][\w-]{0,99}", alias):
+        raise ValidationError(
+            f"invalid alias {str(alias)[:120]!r} (a letter or _, then letters, digits, _ or -: 100 at most)"
+        )
+    who = promoter(by)
     c = client()
     with file_lock(state_dir() / "mlflow-promote.lock"):  # two promotions at once must not both win
-        return _decide(
-            c, name, model_version(name, version=version), alias, reqs, compare_to, metric, greater_is_better
-        )
+        mv = model_version(name, version=version)
+        return _decide(c, name, mv, alias, reqs, compare_to, metric, greater_is_better, who)
 
 # %% ../../nbs/05d_tracking_registry.ipynb #f6c1ec48
 def _compare(c, d: PromotionDecision, mets: dict, compare_to: str, greater_is_better: bool) -> bool:
@@ -154,7 +302,7 @@ def _compare(c, d: PromotionDecision, mets: dict, compare_to: str, greater_is_be
     return better(new, old)
 
 
-def _decide(c, name, mv, alias, reqs, compare_to, metric, greater_is_better) -> PromotionDecision:
+def _decide(c, name, mv, alias, reqs, compare_to, metric, greater_is_better, by) -> PromotionDecision:
     version = str(mv.version)
     mets = _run_metrics(c, mv.run_id)
     d = PromotionDecision(False, alias, name, version, metrics=mets, metric=metric)
@@ -175,16 +323,10 @@ def _decide(c, name, mv, alias, reqs, compare_to, metric, greater_is_better) -> 
         ok = _compare(c, d, mets, compare_to, greater_is_better) and ok
     if ok:
         _retry(lambda: c.set_registered_model_alias(name, alias, version), "moving the alias")
-    d.promoted = ok
-    for k, v in {
-        "decision": "promoted" if ok else "rejected",
-        "reasons": json.dumps(d.reasons),
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "compared_to": d.champion_version or "",
-    }.items():
-        _retry(
-            lambda k=k, v=v: c.set_model_version_tag(name, version, f"mlscale.promotion.{alias}.{k}", v),
-            "recording the decision",
-        )
-    log.info(f"{name} v{version} {'promoted to' if ok else 'not promoted to'} @{alias}: {'; '.join(d.reasons)}")
+    d.promoted, d.by, d.at = ok, by, datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    tags = {**_carried(version, dict(mv.tags or {}), alias), **decision_tags(d)}  # an older decision kept too
+    for k, v in tags.items():  # the decisions' own tags first: they are the ones that are kept
+        _retry(lambda k=k, v=v: c.set_model_version_tag(name, version, k, v), "recording the decision")
+    verdict = "promoted to" if ok else "not promoted to"
+    log.info(f"{name} v{version} {verdict} @{alias} by {by}: {'; '.join(d.reasons)}")
     return d
