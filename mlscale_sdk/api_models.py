@@ -20,8 +20,8 @@ __all__ = ['SlackAction', 'ActionModel', 'Action', 'PromoteJob', 'JobSpecOut', '
            'AlertRuleBody', 'StartCluster', 'Scale', 'Adapt', 'RunNow', 'PromoteModel', 'fields_of_model', 'BodyError',
            'check_body', 'Out', 'ErrorOut', 'ClusterOut', 'ProfileOut', 'ScaledOut', 'AdaptedOut', 'RunOut', 'JobOut',
            'RunOutputOut', 'ParameterOut', 'NotebookParametersOut', 'ExperimentOut', 'MlflowRunOut', 'ModelVersionOut',
-           'ModelOut', 'PromotionOut', 'AlertOut', 'MetricNameOut', 'MetricPointOut', 'shape', 'Query', 'Op', 'openapi',
-           'openapi_yaml']
+           'PromotionRecordOut', 'ModelOut', 'PromotionOut', 'AlertOut', 'MetricNameOut', 'MetricPointOut', 'shape',
+           'Query', 'Op', 'openapi', 'openapi_yaml']
 
 # %% ../nbs/10a_api_models.ipynb #de0336c7
 class Body(BaseModel):
@@ -113,14 +113,17 @@ class RunNow(Body):
     parameters: dict[str, Any] | None = None  # checked against the notebook's parameters cell
 
 
+_Metric = Annotated[str, Field(max_length=250)]  # MLflow's longest metric name
+
+
 class PromoteModel(Body):
     "An audited promotion: move `alias` to `version` if it meets `require` and beats `compare_to`."
 
-    version: int | str  # candidate version
-    alias: str = "champion"
-    require: dict[str, str] | None = None  # metric -> requirement such as '>= 0.8'
-    compare_to: str | None = "champion"  # alias whose holder the candidate must beat (null: no comparison)
-    metric: str | None = None  # primary metric compared (default: the first of `require`)
+    version: Annotated[int, Field(ge=1, lt=2**31)] | Annotated[str, Field(max_length=20)]  # candidate version
+    alias: str = Field("champion", max_length=100)
+    require: Annotated[dict[_Metric, Annotated[str, Field(max_length=100)]], Field(max_length=100)] | None = None
+    compare_to: str | None = Field("champion", max_length=100)  # alias to beat (null: no comparison)
+    metric: _Metric | None = None  # primary metric compared (default: the first of `require`)
     greater_is_better: bool = True
 
 # %% ../nbs/10a_api_models.ipynb #6da956b2
@@ -338,7 +341,7 @@ class MlflowRunOut(Out):
 
 
 class ModelVersionOut(Out):
-    "One version of a registered model; its tags hold the recorded promotions (`mlscale.promotion.<alias>.*`)."
+    "One version of a registered model; its tags hold the recorded promotions (`mlscale.promotions.*`)."
 
     version: str
     run_id: str | None = None
@@ -349,6 +352,18 @@ class ModelVersionOut(Out):
     tags: dict[str, str] = {}
 
 
+class PromotionRecordOut(Out):
+    "One recorded promotion decision: when, who, which version for which alias, the decision and why."
+
+    version: str
+    alias: str
+    decision: str  # promoted or rejected
+    reasons: list[str] = []
+    time: str | None = None  # ISO 8601, UTC
+    by: str | None = None  # who decided (null: recorded before mlscale recorded users)
+    compared_version: str | None = None  # who held the compared alias then
+
+
 class ModelOut(Out):
     "A registered model with its versions and aliases."
 
@@ -357,6 +372,7 @@ class ModelOut(Out):
     aliases: dict[str, str] = {}
     tags: dict[str, str] = {}
     versions: list[ModelVersionOut] = []
+    promotions: list[PromotionRecordOut] = []  # every recorded promotion decision, newest first
 
 
 class PromotionOut(Out):
@@ -371,6 +387,8 @@ class PromotionOut(Out):
     champion_version: str | None = None
     champion_metrics: dict[str, float] = {}
     metric: str | None = None
+    by: str | None = None  # who decided: the server's authenticated user
+    at: str | None = None  # when, ISO 8601 in UTC
 
 
 class AlertOut(Out):

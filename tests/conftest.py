@@ -45,6 +45,7 @@ def mlscale(*args, env=None, check=True, timeout=180):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "deny_all: the Jupyter server fixture runs with an Authorizer that denies everything")
+    config.addinivalue_line("markers", "named_user: the Jupyter server fixture authenticates its token as the user 'ada'")
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from jupyter_server.auth import Authorizer
+from jupyter_server.auth import Authorizer, IdentityProvider, User
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from conftest import BIN, ROOT
@@ -30,11 +30,20 @@ class DenyAll(Authorizer):
         return False
 
 
+class NamedUser(IdentityProvider):
+    "The server's token authenticates as the user 'ada' (jupyter_server's own makes an anonymous one per request)."
+
+    def generate_anonymous_user(self, handler):
+        return User("ada", name="Ada Lovelace")
+
+
 @pytest.fixture
 def jp_server_config(request):
     cfg = {"ServerApp": {"jpserver_extensions": {"mlscale_sdk": True}}}
     if request.node.get_closest_marker("deny_all"):
         cfg["ServerApp"]["authorizer_class"] = DenyAll
+    if request.node.get_closest_marker("named_user"):
+        cfg["ServerApp"]["identity_provider_class"] = NamedUser
     return cfg
 
 
@@ -381,9 +390,53 @@ async def test_mlflow_models_runs_and_promote(project, call):
     code, out = await call("POST", "mlflow/models/tiny/promote", body={"version": 7, "require": {"auc": ">= 0.5"}})
     assert code == 404 and "no version 7" in out["error"]
     code, d = await call("POST", "mlflow/models/tiny/promote", body={"version": 1, "require": {"auc": ">= 0.8"}})
-    assert code == 200 and d["promoted"] and d["alias"] == "champion" and d["reasons"]
+    assert code == 200 and d["promoted"] and d["alias"] == "champion" and d["reasons"] and d["by"] and d["at"]
     code, m = await call("GET", "mlflow/models/tiny")
     assert code == 200 and m["aliases"] == {"champion": "1"} and m["versions"][0]["aliases"] == ["champion"]
+    (p,) = m["promotions"]
+    assert (p["version"], p["decision"], p["by"], p["time"], p["reasons"]) == ("1", "promoted", d["by"], d["at"], d["reasons"])
+
+
+def _bare_version(name, **metrics):
+    "A registered version of `name` whose source run has `metrics` (no model files)."
+    from mlflow.exceptions import MlflowException
+    from mlscale_sdk import tracking
+    c = tracking.client()
+    try: c.create_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS": raise
+    with tracking.start_run("cand") as run:
+        run.log_metrics(metrics)
+    return str(c.create_model_version(name, source=f"runs:/{run.run_id}/model", run_id=run.run_id).version)
+
+
+@pytest.mark.named_user
+async def test_promote_records_the_authenticated_user_never_the_body(project, call, monkeypatch):
+    "Who promoted comes from authentication: a body naming a user is refused, MLSCALE_USER does not count."
+    monkeypatch.setenv("MLSCALE_USER", "mallory")                  # the server's environment is not who asks
+    v1, v2 = await asyncio.to_thread(lambda: (_bare_version("m", auc=0.9), _bare_version("m", auc=0.85)))
+    path, ok = "mlflow/models/m/promote", {"version": v1, "require": {"auc": ">= 0.8"}}
+    for body, field in (({**ok, "by": "mallory"}, "unknown field(s) for promoting a model: 'by'"),
+                        ({**ok, "user": "mallory"}, "unknown field(s) for promoting a model: 'user'"),
+                        ({**ok, "alias": "a" * 101}, "alias"), ({**ok, "version": "1" * 21}, "version"),
+                        ({**ok, "require": {f"m{i}": "> 0" for i in range(101)}}, "require"),
+                        ({**ok, "require": {"m" * 251: "> 0"}}, "require"), ({**ok, "metric": "m" * 251}, "metric")):
+        code, out = await call("POST", path, body=body)
+        assert code == 400 and field in out["error"], (body.keys(), out)
+    code, m = await call("GET", "mlflow/models/m")
+    assert code == 200 and m["promotions"] == [], "a refused body recorded a decision"
+    code, d = await call("POST", path, body=ok)
+    assert code == 200 and d["promoted"] and d["by"] == "ada"
+    for _ in range(2):                                              # the same version and alias twice: both kept
+        code, d = await call("POST", path, body={"version": v2, "require": {"auc": ">= 0.8"}})
+        assert code == 200 and not d["promoted"] and d["by"] == "ada" and d["champion_version"] == v1
+    code, m = await call("GET", "mlflow/models/m")
+    assert [(p["version"], p["alias"], p["decision"], p["by"]) for p in m["promotions"]] == [
+        (v2, "champion", "rejected", "ada"), (v2, "champion", "rejected", "ada"), (v1, "champion", "promoted", "ada")]
+    times = [p["time"] for p in m["promotions"]]
+    assert times == sorted(times, reverse=True) and len(set(times)) == 3 and m["promotions"][0]["time"] == d["at"]
+    code, models = await call("GET", "mlflow/models")
+    assert code == 200 and models[0]["promotions"] == m["promotions"]
 
 
 async def test_monitor_alerts_and_series(project, call):

@@ -26,7 +26,7 @@ log = get_logger("server")
 
 # %% auto #0
 __all__ = ['log', 'MAX_BODY_BYTES', 'MAX_JSON_DEPTH', 'confine', 'status_for', 'BadRequest', 'Prepared', 'api', 'endpoint',
-           'parse_json', 'field_types', 'fields_of', 'check_fields', 'MlscaleHandler']
+           'parse_json', 'field_types', 'fields_of', 'check_fields', 'user_name', 'MlscaleHandler']
 
 # %% ../../nbs/10b_server_base.ipynb #8721b9bc
 def confine(
@@ -247,6 +247,13 @@ def check_fields(
             raise BadRequest(f"{k} must be {want}, not {_TYPE_NAMES.get(type(v), type(v).__name__)}")
     return body
 
+# %% ../../nbs/10b_server_base.ipynb #5ce75a50
+def user_name(
+    user,  # jupyter_server's `current_user` (a `User`)
+) -> str:
+    "The name an authenticated user is recorded under: its `username`, else its `name`."
+    return getattr(user, "username", None) or getattr(user, "name", None) or (user if isinstance(user, str) else "")
+
 # %% ../../nbs/10b_server_base.ipynb #09e861cd
 _TRANSPORT_ARGS = ("token", "_xsrf")  # query arguments jupyter_server itself reads
 
@@ -266,6 +273,11 @@ class MlscaleHandler(APIHandler):
         return Path(self.settings.get("server_root_dir") or ".").expanduser()
 
     template = ""  # the route's OpenAPI path template (set from `ROUTES`)
+
+    @property
+    def caller(self) -> str:
+        "Who is calling: the authenticated user's name (`user_name`), never a value from the request."
+        return user_name(self.current_user)
 
     @property
     def operation(self):

@@ -310,7 +310,7 @@ class ModelPromoteHandler(MlscaleHandler):
         from mlscale_sdk import tracking
 
         b, _ = self.body(), self.query()
-        return asdict(await self.call(tracking.promote, name, **b))
+        return asdict(await self.call(tracking.promote, name, **b, by=self.caller))
 
 # %% ../../nbs/10c_server_handlers.ipynb #2fd856e6
 class AlertsHandler(MlscaleHandler):

@@ -268,6 +268,8 @@ def promote(
         raise ValidationError(
             f"invalid alias {str(alias)[:120]!r} (a letter or _, then letters, digits, _ or -: 100 at most)"
         )
+    if isinstance(version, bool) or not re.fullmatch(r"\d{1,10}", str(version).strip()) or int(version) >= 2**31:
+        raise ValidationError(f"invalid version {str(version)[:40]!r}: a model version is a number")
     who = promoter(by)
     c = client()
     with file_lock(state_dir() / "mlflow-promote.lock"):  # two promotions at once must not both win
