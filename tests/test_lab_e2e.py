@@ -221,7 +221,7 @@ def _wait_run(base, token, run_id, timeout=150):
 
 
 def _two_model_versions():
-    "A registered model 'scorer' with two versions (auc 0.9 and 0.7), v1 promoted to @champion by the SDK."
+    "A registered model 'scorer' with two versions (auc 0.9 and 0.7), v1 promoted to @champion by the SDK, as 'ada'."
     import numpy as np, pandas as pd, xgboost as xgb
     from mlscale_sdk import tracking
     X = pd.DataFrame(np.random.default_rng(0).normal(size=(100, 2)), columns=["a", "b"])
@@ -232,7 +232,7 @@ def _two_model_versions():
             run.log_metric("auc", auc)
             run.log_metric("logloss", 1 - auc)
             tracking.log_xgboost_model(booster, X, registered_model_name="scorer")
-    assert tracking.promote("scorer", 1, metric="auc").promoted
+    assert tracking.promote("scorer", 1, metric="auc", by="ada").promoted
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"], indirect=True)
@@ -265,6 +265,7 @@ def test_every_view(page, lab, theme):
     assert "0.9" in auc_row and "0.7" in auc_row, auc_row  # v1 and v2 side by side
     model.locator("summary", has_text="promotion history").click()
     assert "promoted" in model.locator(".mlscale-history").text_content()
+    assert model.locator(".mlscale-history li .mlscale-by").all_text_contents() == ["ada"]
     shot(page, f"panel-jobs-models-{theme}.png")
 
     # promote v2 (auc 0.7) over the champion v1 (auc 0.9): rejected, with the reasons shown
@@ -281,6 +282,13 @@ def test_every_view(page, lab, theme):
     page.locator(".jp-Dialog button", has_text="Ok").click()
     page.wait_for_function("() => (document.querySelector('#mlscale-panel .mlscale-model[data-name=\"scorer\"] "
                            ".mlscale-history')?.textContent || '').includes('rejected')", timeout=30_000)
+    # every decision listed, newest first, each with who made it: the Lab user (from the server's authentication)
+    history = model.locator(".mlscale-history li")
+    assert [history.nth(i).get_attribute("data-decision") for i in range(history.count())] == ["rejected", "promoted"]
+    recorded = api_get(base, token, "mlflow/models/scorer")["promotions"]
+    assert [p["by"] for p in recorded][1] == "ada" and recorded[0]["by"] not in ("ada", None, ""), recorded
+    assert model.locator(".mlscale-history li .mlscale-by").all_text_contents() == [recorded[0]["by"], "ada"]
+    shot(page, f"model-promotion-history-{theme}.png")
 
     # the job view: one run is one visible point; a run with an override adds the second
     job.locator("button", has_text="History").click()

@@ -1774,8 +1774,10 @@ export interface components {
       };
       /** @default [] */
       versions: components['schemas']['ModelVersionOut'][];
+      /** @default [] */
+      promotions: components['schemas']['PromotionRecordOut'][];
     };
-    /** @description One version of a registered model; its tags hold the recorded promotions (`mlscale.promotion.<alias>.*`). */
+    /** @description One version of a registered model; its tags hold the recorded promotions (`mlscale.promotions.*`). */
     ModelVersionOut: {
       version: string;
       /** @default null */
@@ -1923,6 +1925,24 @@ export interface components {
       };
       /** @default null */
       metric: string | null;
+      /** @default null */
+      by: string | null;
+      /** @default null */
+      at: string | null;
+    };
+    /** @description One recorded promotion decision: when, who, which version for which alias, the decision and why. */
+    PromotionRecordOut: {
+      version: string;
+      alias: string;
+      decision: string;
+      /** @default [] */
+      reasons: string[];
+      /** @default null */
+      time: string | null;
+      /** @default null */
+      by: string | null;
+      /** @default null */
+      compared_version: string | null;
     };
     /** @description Queue a run of another job (the feedback loop). */
     RetrainAction: {

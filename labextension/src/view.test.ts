@@ -11,6 +11,8 @@ import {
   metricUnit,
   runLabel,
   promotionHistory,
+  decidedWhen,
+  UNKNOWN_USER,
   scheduleInWords
 } from './view';
 
@@ -96,44 +98,65 @@ test('a metric chart has one visible point per run, inside the axes, even for on
   assert.deepEqual(chartGeometry([]).points, []);
 });
 
-test('promotion history from the version tags, newest first, by alias', () => {
-  const tags = (alias: string, decision: string, at: string, reasons: string[]) => ({
-    [`mlscale.promotion.${alias}.decision`]: decision,
-    [`mlscale.promotion.${alias}.reasons`]: JSON.stringify(reasons),
-    [`mlscale.promotion.${alias}.at`]: at,
-    [`mlscale.promotion.${alias}.compared_to`]: '1'
-  });
-  const versions = [
+test('promotion history: every decision the server lists, with who, by alias', () => {
+  const records = [
     {
-      version: '1',
-      tags: {
-        other: 'x',
-        ...tags('champion', 'promoted', '2026-01-01T00:00:00+00:00', ['no current champion'])
-      }
+      version: '2',
+      alias: 'champion',
+      decision: 'rejected',
+      reasons: ['auc = 0.7 does not beat @champion v1'],
+      time: '2026-01-03T00:00:00.000+00:00',
+      by: 'bob',
+      compared_version: '1'
     },
     {
       version: '2',
-      tags: {
-        ...tags('champion', 'rejected', '2026-01-02T00:00:00+00:00', [
-          'auc = 0.7 does not beat @champion v1'
-        ]),
-        ...tags('staging', 'promoted', '2026-01-03T00:00:00+00:00', [])
-      }
-    }
+      alias: 'champion',
+      decision: 'rejected',
+      reasons: ['auc = 0.7 does not beat @champion v1'],
+      time: '2026-01-02T00:00:00.000+00:00',
+      by: 'ada',
+      compared_version: '1'
+    },
+    { version: '2', alias: 'staging', decision: 'promoted', time: '2026-01-01T12:00:00+00:00' },
+    { version: '1', alias: 'champion', decision: 'promoted', reasons: [], time: null, by: null }
   ];
-  const all = promotionHistory(versions);
+  const all = promotionHistory(records);
   assert.deepEqual(
-    all.map(p => [p.alias, p.version, p.decision]),
+    all.map(p => [p.alias, p.version, p.decision, p.by]),
     [
-      ['staging', '2', 'promoted'],
-      ['champion', '2', 'rejected'],
-      ['champion', '1', 'promoted']
+      ['champion', '2', 'rejected', 'bob'],
+      ['champion', '2', 'rejected', 'ada'],
+      ['staging', '2', 'promoted', UNKNOWN_USER],
+      ['champion', '1', 'promoted', UNKNOWN_USER]
     ]
   );
-  const champ = promotionHistory(versions, 'champion');
-  assert.equal(champ.length, 2);
+  assert.equal(
+    new Set(all.map(p => p.key)).size,
+    4,
+    'two decisions for the same version and alias'
+  );
+  const champ = promotionHistory(records, 'champion');
+  assert.equal(champ.length, 3);
   assert.deepEqual(champ[0].reasons, ['auc = 0.7 does not beat @champion v1']);
   assert.equal(champ[0].comparedTo, '1');
+  assert.deepEqual(champ[2].reasons, []);
+  assert.equal(champ[2].at, '');
+  assert.deepEqual(promotionHistory(undefined), []);
+  const now = new Date('2026-01-03T00:10:00Z');
+  assert.deepEqual(
+    promotionHistory(records, 'champion', now).map(p => p.when),
+    ['10m ago', '1d ago', 'at an unrecorded time']
+  );
+});
+
+test('when a decision was made: a time a little ahead of this clock is just now', () => {
+  const now = new Date('2026-01-03T00:00:00Z');
+  assert.equal(decidedWhen('2026-01-03T00:00:02.500+00:00', now), 'just now');
+  assert.equal(decidedWhen('2026-01-02T23:59:30+00:00', now), 'just now');
+  assert.equal(decidedWhen('2026-01-02T23:00:00+00:00', now), '1h ago');
+  assert.equal(decidedWhen('not a time', now), 'not a time');
+  assert.equal(decidedWhen(null, now), 'at an unrecorded time');
 });
 
 test('key metrics, metric values, error summaries', () => {

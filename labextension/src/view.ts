@@ -1,4 +1,5 @@
 // Pure display logic of the panel's React views (no DOM, no Jupyter imports): unit-tested with node --test.
+import { formatWhen } from './logic';
 
 /** `next` with the items of `prev` kept (same object) where they did not change, matched by `key`. */
 export function mergeList<T>(prev: T[], next: T[], key: (t: T) => string): T[] {
@@ -142,50 +143,59 @@ export function chartGeometry(
   return { points, yTicks, xTicks, plot };
 }
 
-/** One recorded promotion decision (the tags `mlscale.promotion.<alias>.*` of a model version). */
-export interface Promotion {
+/** One recorded promotion decision as the Models view lists it. */
+export interface PromotionEntry {
+  key: string;
   alias: string;
   version: string;
   decision: string;
   reasons: string[];
   at: string;
+  when: string;
+  by: string;
   comparedTo: string;
 }
 
-/** The promotion decisions recorded on a model's versions, newest first (optionally for one alias). */
+/** A recorded decision as the server lists it (`PromotionRecordOut`). */
+export interface PromotionRecord {
+  version: string;
+  alias: string;
+  decision: string;
+  reasons?: string[];
+  time?: string | null;
+  by?: string | null;
+  compared_version?: string | null;
+}
+
+/** Who a decision was recorded for; decisions recorded before users were have none. */
+export const UNKNOWN_USER = 'someone (not recorded)';
+
+/** When a decision was made, as a person reads it: "5m ago", "just now" (also a little ahead of this clock). */
+export function decidedWhen(iso: string | null | undefined, now: Date = new Date()): string {
+  const t = iso ? new Date(iso).getTime() : NaN;
+  if (isNaN(t)) return iso || 'at an unrecorded time';
+  return now.getTime() - t < 60_000 ? 'just now' : formatWhen(iso, now);
+}
+
+/** The promotion decisions the server lists for a model (every one, newest first), optionally for one alias. */
 export function promotionHistory(
-  versions: { version: string; tags?: Record<string, string> }[],
-  alias?: string
-): Promotion[] {
-  const out: Promotion[] = [];
-  for (const v of versions) {
-    const byAlias: Record<string, Record<string, string>> = {};
-    for (const [k, val] of Object.entries(v.tags || {})) {
-      const m = /^mlscale\.promotion\.([A-Za-z_][\w-]*)\.(decision|reasons|at|compared_to)$/.exec(
-        k
-      );
-      if (m) (byAlias[m[1]] ||= {})[m[2]] = val;
-    }
-    for (const [a, t] of Object.entries(byAlias)) {
-      if (alias && a !== alias) continue;
-      let reasons: string[] = [];
-      try {
-        const r = JSON.parse(t.reasons || '[]');
-        reasons = Array.isArray(r) ? r.map(String) : [String(r)];
-      } catch {
-        reasons = t.reasons ? [t.reasons] : [];
-      }
-      out.push({
-        alias: a,
-        version: v.version,
-        decision: t.decision || '?',
-        reasons,
-        at: t.at || '',
-        comparedTo: t.compared_to || ''
-      });
-    }
-  }
-  return out.sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : +b.version - +a.version));
+  promotions: PromotionRecord[] | null | undefined,
+  alias?: string,
+  now: Date = new Date()
+): PromotionEntry[] {
+  return (promotions || [])
+    .filter(p => !alias || p.alias === alias)
+    .map((p, i) => ({
+      key: `${i}-${p.time || ''}-${p.alias}-${p.version}`,
+      alias: p.alias,
+      version: p.version,
+      decision: p.decision,
+      reasons: p.reasons || [],
+      at: p.time || '',
+      when: decidedWhen(p.time, now),
+      by: p.by || UNKNOWN_USER,
+      comparedTo: p.compared_version || ''
+    }));
 }
 
 /** The metric names to show side by side for model versions: those most versions have, at most `n`. */

@@ -131,6 +131,7 @@ function Decision(props: { d: Promotion }): JSX.Element {
           {d.promoted ? 'promoted' : 'rejected'}
         </span>{' '}
         {d.name} v{d.version} {d.promoted ? 'now holds' : 'does not get'} @{d.alias}
+        {d.by ? <span className="mlscale-meta"> (decided by {d.by})</span> : null}
       </p>
       <ul>
         {d.reasons.map((r, i) => (
@@ -260,20 +261,27 @@ function VersionsTable(props: {
   );
 }
 
-/** The recorded promotion decisions of a model, newest first, folded. */
-function PromotionList(props: { versions: Model['versions'] }): JSX.Element | null {
-  const history = promotionHistory(props.versions);
+/** The recorded promotion decisions of a model, newest first, folded: what, for which alias, who, when, why. */
+function PromotionList(props: { promotions: Model['promotions'] }): JSX.Element | null {
+  const history = promotionHistory(props.promotions);
   if (!history.length) return null;
   return (
     <details className="mlscale-history">
       <summary>promotion history ({history.length})</summary>
       <ul>
         {history.map(h => (
-          <li key={`${h.alias}-${h.version}`} data-decision={h.decision}>
+          <li key={h.key} data-decision={h.decision} data-alias={h.alias} data-version={h.version}>
             <span className={`mlscale-badge mlscale-${h.decision === 'promoted' ? 'ok' : 'bad'}`}>
               {h.decision}
             </span>{' '}
-            v{h.version} → @{h.alias} <span className="mlscale-meta">{h.at}</span>
+            v{h.version} → @{h.alias} by{' '}
+            <span className="mlscale-by" title={h.by}>
+              {h.by}
+            </span>{' '}
+            <span className="mlscale-meta" title={h.at}>
+              {h.when}
+              {h.comparedTo ? `, compared with v${h.comparedTo}` : ''}
+            </span>
             <div className="mlscale-meta">{h.reasons.join('; ')}</div>
           </li>
         ))}
@@ -303,7 +311,7 @@ export const ModelCard = React.memo(function ModelCard(props: {
         ))}
       </div>
       <VersionsTable versions={vs} metrics={mets} keys={keys} />
-      <PromotionList versions={m.versions} />
+      <PromotionList promotions={m.promotions} />
       <div className="mlscale-controls">
         <ActionButton label="Promote" accept onClick={() => promoteModel(props.panel, m, keys)} />
       </div>
