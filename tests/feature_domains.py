@@ -186,3 +186,21 @@ readings = FileSource(name="readings", path="{path}", timestamp_field="ts", crea
 device_latest = FeatureView(name="device_latest", entities=[device], source=readings, ttl=timedelta(hours=2),
                             schema=[Field(name="device_id", dtype=Int64), Field(name="temperature", dtype=Float64)])
 '''
+
+
+def hot_fahrenheit(df: pd.DataFrame) -> pd.DataFrame:
+    "Readings in Fahrenheit, only those of an even whole °C (a row-by-row udf that also drops rows)."
+    return to_fahrenheit(df[df["temperature"].round().astype("int64") % 2 == 0])
+
+
+def iot_rowwise(path: Path):
+    "The entity and two udf views declared row by row (`mlscale.udf_scope: rows`): one keeps every row, one drops some."
+    from feast import BatchFeatureView, Entity, Field, FileSource, ValueType
+    from feast.types import Float64, Int64
+
+    device = Entity(name="device", join_keys=["device_id"], value_type=ValueType.INT64)
+    src = FileSource(name="readings", path=str(path), timestamp_field="ts", created_timestamp_column="created")
+    schema = [Field(name="device_id", dtype=Int64), Field(name="temp_f", dtype=Float64)]
+    return [device] + [BatchFeatureView(name=name, entities=[device], source=src, mode="pandas", online=True, udf=udf,
+                             ttl=timedelta(hours=3), schema=schema, tags={"mlscale.udf_scope": "rows"})
+            for name, udf in (("fahrenheit_rows", to_fahrenheit), ("hot_rows", hot_fahrenheit))]

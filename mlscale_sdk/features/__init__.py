@@ -250,6 +250,7 @@ def view(
     features: list | None = None,  # columns to serve (default: all but keys and times)
     windows: dict | None = None,  # `{name: (column, function, window)}`, e.g. `{"t_1h": ("temp", "mean", "1h")}`
     transform: Callable | None = None,  # pandas function applied to the rows (whole entities per call)
+    rowwise: bool = False,  # the transform works row by row (materialized without a shuffle by entity)
     ttl="365d",  # how old a row may be and still be joined or served
     created: str | None = None,  # created-time column breaking ties between rows of one instant
     checks: dict | None = None,  # declared checks (`features.validate`)
@@ -259,7 +260,7 @@ def view(
     "Declare a feature view over your data (nothing is registered until `apply`)."
     from feast import BatchFeatureView, FeatureView, FileSource
 
-    from mlscale_sdk.features.definitions import keep_aggregations
+    from mlscale_sdk.features.definitions import UDF_SCOPE_TAG, keep_aggregations
 
     check_name(name, "view name")
     path = _source_path(name, source, client)
@@ -281,7 +282,7 @@ def view(
         schema=schema,
         online=True,
         description=description,
-        tags=checks_tags(checks),
+        tags={**checks_tags(checks), **({UDF_SCOPE_TAG: "rows"} if rowwise and transform is not None else {})},
     )
     if windows or transform is not None:
         fv = BatchFeatureView(

@@ -43,6 +43,7 @@ class ViewSpec:
     created: str | None = None  # created timestamp column (breaks ties between rows of one instant)
     ttl: float | None = None  # seconds a row stays valid for a join (None: forever)
     udf: Callable | None = None  # pandas transformation of the source rows
+    udf_rows: bool = False  # the udf works row by row (each call may see any slice of rows: no shuffle)
     windows: tuple = ()  # `Window`s; a view with windows is aggregated, not deduplicated
     field_mapping: dict = field(default_factory=dict)  # source column -> view column
     filter: str | None = None  # a `DataFrame.query` expression applied after the transformation
@@ -303,7 +304,7 @@ def view_rows(
 
 def _fast(spec: ViewSpec) -> bool:
     "Whether the newest rows can be found without shuffling (nothing looks across an entity's rows)."
-    return spec.udf is None and not spec.filter and not (spec.checks or {}).get("unique")
+    return (spec.udf is None or spec.udf_rows) and not (spec.checks or {}).get("unique")
 
 
 def checked(spec: ViewSpec, rows: dd.DataFrame) -> dd.DataFrame | None:
@@ -318,7 +319,10 @@ def checked(spec: ViewSpec, rows: dd.DataFrame) -> dd.DataFrame | None:
 def latest_rows(spec: ViewSpec, start=None, end=None) -> tuple:
     "Newest row per entity in `(start, end]` (a plain or transformed view) and the failed checks."
     if _fast(spec):
+        # row by row: transform and filter each source partition, its newest rows, then the newest of those
         src = read_source(spec, start, end)
+        if spec.udf is not None or spec.filter:
+            src = src.map_partitions(prepared, spec, False)
         top = src.map_partitions(latest, spec).repartition(npartitions=1).map_partitions(latest, spec)
         return top, checked(spec, src)
     # `latest` sorts only the key and time columns: sorting every column of the prepared rows first cost as much

@@ -14,11 +14,12 @@ from .compute import WINDOW_FUNCTIONS, ViewSpec, Window
 from .validate import checks_of
 
 # %% auto #0
-__all__ = ['AGG_TAG', 'FeatureDefinitionError', 'keep_aggregations', 'aggregations_of', 'problems', 'check_supported', 'portable',
-           'spec_of']
+__all__ = ['AGG_TAG', 'UDF_SCOPE_TAG', 'FeatureDefinitionError', 'keep_aggregations', 'aggregations_of', 'problems',
+           'check_supported', 'portable', 'spec_of']
 
 # %% ../../nbs/03c_features_definitions.ipynb #efce8b8c
 AGG_TAG = "mlscale.aggregations"  # the Feast tag that keeps a view's aggregations through the registry
+UDF_SCOPE_TAG = "mlscale.udf_scope"  # `entities` (default: each udf call sees whole entities) or `rows`
 
 # %% ../../nbs/03c_features_definitions.ipynb #a99a0a2b
 class FeatureDefinitionError(ValidationError):
@@ -33,6 +34,9 @@ def _transform_problems(fv) -> list:
     mode = getattr(getattr(tr, "mode", None), "value", getattr(tr, "mode", None))
     if str(mode) not in ("pandas", "python"):
         return [f"transformation mode {mode!r} (supported: 'pandas', 'python' on a pandas frame)"]
+    scope = (fv.tags or {}).get(UDF_SCOPE_TAG, "entities")
+    if scope not in ("entities", "rows"):
+        return [f"tag {UDF_SCOPE_TAG}={scope!r} (supported: 'entities', 'rows')"]
     return [] if callable(getattr(tr, "udf", None)) else ["a transformation without a udf"]
 
 
@@ -169,6 +173,7 @@ def spec_of(
         created=src.created_timestamp_column or None,
         ttl=ttl or None,
         udf=portable(getattr(tr, "udf", None)),
+        udf_rows=(fv.tags or {}).get(UDF_SCOPE_TAG) == "rows",
         windows=wins,
         field_mapping=dict(src.field_mapping or {}),
         filter=getattr(fv, "filter", None) or None,

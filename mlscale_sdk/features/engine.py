@@ -19,6 +19,7 @@ from ..config import get_logger
 from ..errors import MlscaleError
 from .compute import latest_rows, utc, windows_now
 from .definitions import check_supported, spec_of
+from .online_rows import sqlite_rows_of
 from .validate import FeatureValidationError, report
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 log = get_logger("features")
 
 # %% auto #0
-__all__ = ['log', 'PARALLEL_WRITERS', 'DaskComputeEngineConfig', 'dask_client', 'MaterializationError', 'writer_of',
+__all__ = ['log', 'PARALLEL_WRITERS', 'DaskComputeEngineConfig', 'dask_client', 'MaterializationError', 'writer_of', 'arrow_rows',
            'online_protos', 'sqlite_rows', 'sqlite_upsert', 'view_of', 'rows_task', 'write_task', 'parts', 'validated',
            'write_sqlite', 'write_from_workers', 'write_distributed', 'online_bar', 'write_online',
            'MaterializationJob', 'DaskComputeEngine']
@@ -104,25 +105,36 @@ def writer_of(online_store, repo_config) -> str:
     return "sqlite" if "SqliteOnlineStore" in names and plain else "client"
 
 # %% ../../nbs/03e_features_engine.ipynb #37a2e50a
+def arrow_rows(
+    df: pd.DataFrame,  # computed rows of one view (keys, timestamps, features)
+    fv,  # the Feast feature view
+):
+    "The rows of `df` as one Arrow record batch with UTC times, as Feast's engines convert them (None if empty)."
+    import pyarrow as pa
+
+    ts = fv.batch_source.timestamp_field
+    df = df.drop(columns=[c for c in ("_part",) if c in df.columns])
+    if not len(df):
+        return None
+    df = df.assign(**{ts: utc(df[ts])}).reset_index(drop=True)
+    return pa.Table.from_pandas(df, preserve_index=False).combine_chunks().to_batches()[0]
+
+
 def online_protos(
     df: pd.DataFrame,  # computed rows of one view (keys, timestamps, features)
     fv,  # the Feast feature view
     batch_rows: int = 10_000,  # rows per conversion batch
 ) -> list:
     "The rows of `df` as Feast's online rows: (entity key, feature values, event time, created time)."
-    import pyarrow as pa
     from feast.utils import _convert_arrow_to_proto
 
-    ts = fv.batch_source.timestamp_field
-    df = df.drop(columns=[c for c in ("_part",) if c in df.columns])
-    if not len(df):
+    batch = arrow_rows(df, fv)
+    if batch is None:
         return []
-    df = df.assign(**{ts: utc(df[ts])}).reset_index(drop=True)
-    table = pa.Table.from_pandas(df, preserve_index=False).combine_chunks()
     keys = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
     out = []
-    for batch in table.to_batches(max_chunksize=batch_rows):
-        out += _convert_arrow_to_proto(batch, fv, keys)
+    for i in range(0, batch.num_rows, batch_rows):
+        out += _convert_arrow_to_proto(batch.slice(i, batch_rows), fv, keys)
     return out
 
 
@@ -177,11 +189,17 @@ def rows_task(df, blob: bytes, repo_config, writer: str, batch_rows: int, j: int
         df = df.iloc[j * len(df) // k : (j + 1) * len(df) // k]
     import pickle
 
-    protos = online_protos(df, view_of(blob), batch_rows)
+    fv = view_of(blob)
     if writer != "sqlite":
+        protos = online_protos(df, fv, batch_rows)
         return {"n": len(protos), "rows": protos}
+    batch = arrow_rows(df, fv)
+    rows = sqlite_rows_of(batch, fv, repo_config) if batch is not None else []  # Feast's bytes, column by column
+    if rows is None:  # a null time: Feast's own conversion says what it makes of it
+        rows = sqlite_rows(online_protos(df, fv, batch_rows), repo_config)
+    n = batch.num_rows if batch is not None else 0
     # one pickled blob: Dask serializes a list of tuples item by item (about 1 s per 10,000 rows), a blob at once
-    return {"n": len(protos), "rows": pickle.dumps(sqlite_rows(protos, repo_config), protocol=5)}
+    return {"n": n, "rows": pickle.dumps(rows, protocol=5)}
 
 
 def write_task(part: dict, blob: bytes, repo_config, index: int, batch_rows: int = 10_000) -> dict:
