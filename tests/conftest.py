@@ -20,6 +20,19 @@ def project(tmp_path, monkeypatch):
     settings.cache_clear(); tracking.reset_cache()
 
 
+def bare_version(name, **metrics):
+    "A registered version of `name` whose source run has `metrics` (no model files: fast)."
+    from mlflow.exceptions import MlflowException
+    from mlscale_sdk import tracking
+    c = tracking.client()
+    try: c.create_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS": raise
+    with tracking.start_run("cand") as run:
+        run.log_metrics(metrics)
+    return str(c.create_model_version(name, source=f"runs:/{run.run_id}/model", run_id=run.run_id).version)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import yaml
 from jupyter_server.auth import Authorizer, IdentityProvider, User
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, bare_version as _bare_version
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -395,19 +395,6 @@ async def test_mlflow_models_runs_and_promote(project, call):
     assert code == 200 and m["aliases"] == {"champion": "1"} and m["versions"][0]["aliases"] == ["champion"]
     (p,) = m["promotions"]
     assert (p["version"], p["decision"], p["by"], p["time"], p["reasons"]) == ("1", "promoted", d["by"], d["at"], d["reasons"])
-
-
-def _bare_version(name, **metrics):
-    "A registered version of `name` whose source run has `metrics` (no model files)."
-    from mlflow.exceptions import MlflowException
-    from mlscale_sdk import tracking
-    c = tracking.client()
-    try: c.create_registered_model(name)
-    except MlflowException as e:
-        if e.error_code != "RESOURCE_ALREADY_EXISTS": raise
-    with tracking.start_run("cand") as run:
-        run.log_metrics(metrics)
-    return str(c.create_model_version(name, source=f"runs:/{run.run_id}/model", run_id=run.run_id).version)
 
 
 @pytest.mark.named_user

@@ -8,6 +8,8 @@ import pytest
 from mlscale_sdk import tracking
 from mlscale_sdk.config import settings
 
+from conftest import bare_version as _version
+
 PY = sys.executable
 BIN = Path(sys.executable).parent
 
@@ -272,18 +274,6 @@ def test_xgboost_model_signature_register_load(tproj):
 
 
 # ---------------------------------------------------------------- promotion
-
-def _version(name, **metrics):
-    "A registered version of `name` whose source run has `metrics` (no model files: fast)."
-    from mlflow.exceptions import MlflowException
-    c = tracking.client()
-    try: c.create_registered_model(name)
-    except MlflowException as e:
-        if e.error_code != "RESOURCE_ALREADY_EXISTS": raise
-    with tracking.start_run("cand") as run:
-        run.log_metrics(metrics)
-    return str(c.create_model_version(name, source=f"runs:/{run.run_id}/model", run_id=run.run_id).version)
-
 
 def _champion(name, alias="champion"):
     from mlflow.exceptions import MlflowException
