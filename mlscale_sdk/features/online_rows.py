@@ -27,10 +27,12 @@ def varint(n: int) -> bytes:
 
 # %% ../../nbs/03h_features_online_rows.ipynb #64f9f2a0
 def _ints(tag: bytes, vals: list) -> list:
+    "`int64_val` (tag 0x20, field 4) or `int32_val` (0x18, field 3): a varint."
     return [(tag + varint(v), str(v)) for v in vals]
 
 
 def _doubles(vals) -> list:
+    "`double_val` (tag 0x29, field 5): eight little-endian bytes; NaN is Feast's null."
     import numpy as np
 
     a = np.asarray(vals, dtype="<f8")
@@ -39,6 +41,7 @@ def _doubles(vals) -> list:
 
 
 def _floats(vals) -> list:
+    "`float_val` (tag 0x35, field 6): four little-endian bytes; NaN is Feast's null."
     import numpy as np
 
     a = np.asarray(vals, dtype="<f4")
@@ -47,6 +50,7 @@ def _floats(vals) -> list:
 
 
 def _strings(vals: list) -> list:
+    "`string_val` (tag 0x12, field 2): the UTF-8 bytes after their length."
     out = []
     for v in vals:
         if v is None:
@@ -58,6 +62,7 @@ def _strings(vals: list) -> list:
 
 
 def _bools(vals: list) -> list:
+    "`bool_val` (tag 0x38, field 7): one byte."
     return [((b"\x38\x01", "True") if v else (b"\x38\x00", "False")) for v in vals]
 
 
