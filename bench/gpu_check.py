@@ -288,25 +288,34 @@ def gpu_machine_closure() -> set[str]:
     return seen
 
 
-def backports(names: set[str]) -> set[str]:
-    "What these installed packages require only on this Python, not on the GPU machine's (importlib_metadata...)."
+def _requires(name: str, here_only: bool) -> set[str]:
+    "What an installed package requires on this Python (`here_only`: and not on the GPU machine's); no extras."
     from importlib.metadata import PackageNotFoundError, distribution
 
+    try:
+        lines = distribution(name).requires or []
+    except PackageNotFoundError:
+        return set()
     out = set()
-    for n in names:
-        try:
-            lines = distribution(n).requires or []
-        except PackageNotFoundError:
+    for line in lines:
+        r = Requirement(line)
+        if r.marker is not None and "extra" in str(r.marker):
             continue
-        for line in lines:
-            r = Requirement(line)
-            if (
-                r.marker is not None
-                and "extra" not in str(r.marker)
-                and r.marker.evaluate()
-                and not r.marker.evaluate(GPU_MARKERS)
-            ):
-                out.add(norm(r.name))
+        if here_only and not (r.marker is not None and r.marker.evaluate() and not r.marker.evaluate(GPU_MARKERS)):
+            continue
+        if r.marker is None or r.marker.evaluate():
+            out.add(norm(r.name))
+    return out
+
+
+def backports(names: set[str]) -> set[str]:
+    "What these installed packages require only on this Python (importlib_metadata...), with what those require."
+    out = set().union(*(_requires(n, True) for n in names)) if names else set()
+    todo = list(out)
+    while todo:  # a backport's own requirements come with it (importlib_metadata 10.2 needs lazy-importer)
+        for r in _requires(todo.pop(), False) - out:
+            out.add(r)
+            todo.append(r)
     return out
 
 
