@@ -117,7 +117,7 @@ def _within(df: pd.DataFrame, ts: str, start, end) -> pd.DataFrame:
         keep &= df[ts] > _bound(start, True)
     if end is not None:
         keep &= df[ts] <= _bound(end, True)
-    return df[keep]
+    return df if keep.all() else df[keep]  # a partition wholly inside is not copied (out of core: memory)
 
 # %% ../../nbs/03a_features_compute.ipynb #3bda64df
 def key_hash(df: pd.DataFrame, keys: list, nparts: int) -> pd.Series:
