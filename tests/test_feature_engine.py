@@ -288,10 +288,26 @@ def test_sqlite_rows_are_byte_for_byte_what_feasts_own_write_inserts(iot):
         assert len(got[0]) >= 12 and got[0] == got[1], view
 
 
+def before_shuffle(df):
+    "A row-wise udf that fails if it is given a partition shuffled by entity (which has the `_part` column)."
+    if "_part" in df.columns:
+        raise ValueError("the udf saw a shuffled partition")
+    return df.assign(temp_f=(df["temperature"] * 9 / 5 + 32).round(4))
+
+
+def after_shuffle(df):
+    "A udf that fails unless it is given a partition shuffled by entity."
+    if "_part" not in df.columns:
+        raise ValueError("the udf saw an unshuffled partition")
+    return df.assign(temp_f=(df["temperature"] * 9 / 5 + 32).round(4))
+
+
 def test_row_scoped_udf_views_skip_the_shuffle_and_equal_the_local_engine(iot):
-    "A udf declared row by row is applied where each source partition lies (no shuffle) with the same online values."
+    "A udf declared row by row is applied where each source partition lies (before any shuffle); same online values."
     from feast import FeatureStore
     from feature_domains import iot_rowwise
+
+    from dataclasses import replace
 
     from mlscale_sdk.features.compute import latest_rows
     from mlscale_sdk.features.definitions import spec_of
@@ -310,11 +326,14 @@ def test_row_scoped_udf_views_skip_the_shuffle_and_equal_the_local_engine(iot):
     hot, every = a["hot_rows__temp_f"], a["fahrenheit_rows__temp_f"]
     assert every.notna().sum() == 12 and hot.notna().sum() >= 1, a
     assert (hot.notna() & (hot != every)).any(), "no device whose newest row was dropped by the udf: a weak test"
-    for fv in defs[1:]:
-        todo, _ = latest_rows(spec_of(fv), START, END)
-        assert not [k for k in todo.__dask_graph__() if "shuffle" in str(k)], fv.name
-    scoped = spec_of(iot["ours"].get_feature_view("device_fahrenheit"))  # no tag: whole entities, shuffled
-    assert [k for k in latest_rows(scoped, START, END)[0].__dask_graph__() if "shuffle" in str(k)]
+    # where the udf runs: row scope on the source's own partitions (before any shuffle by entity, whose key
+    # column `_part` it would see), entity scope after the shuffle
+    rows_spec = spec_of(defs[1])
+    assert len(latest_rows(replace(rows_spec, udf=before_shuffle), START, END)[0].compute()) == 12
+    ent_spec = replace(rows_spec, udf=after_shuffle, udf_rows=False)
+    assert len(latest_rows(ent_spec, START, END)[0].compute()) == 12
+    with pytest.raises(Exception, match="the udf saw a shuffled partition"):
+        latest_rows(replace(ent_spec, udf=before_shuffle), START, END)[0].compute()
 
 
 def test_column_wise_sqlite_rows_equal_feasts_own_for_random_frames():

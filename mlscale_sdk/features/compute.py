@@ -323,7 +323,10 @@ def latest_rows(spec: ViewSpec, start=None, end=None) -> tuple:
         src = read_source(spec, start, end)
         if spec.udf is not None or spec.filter:
             src = src.map_partitions(prepared, spec, False)
-        top = src.map_partitions(latest, spec).repartition(npartitions=1).map_partitions(latest, spec)
+        # the newest rows of each partition are shuffled by entity (not gathered into one partition: with many
+        # entities they do not fit one worker), then the newest of those
+        top = by_keys(src.map_partitions(latest, spec), list(spec.join_keys), src.npartitions)
+        top = top.map_partitions(latest, spec)
         return top, checked(spec, src)
     # `latest` sorts only the key and time columns: sorting every column of the prepared rows first cost as much
     rows = view_rows(spec, start, end, sort=False)
