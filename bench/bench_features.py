@@ -366,7 +366,8 @@ def main():
         rows = int(np.ceil(5 * limit / probe)) if a.ooc else a.rows
         entities = a.entities or max(100, rows // 40)
         n_ev = a.events or min(1_000_000, max(1000, rows // 8))
-        files = max(a.files, rows // 1_000_000) if a.ooc else a.files
+        # out of core, files of 250,000 rows: a worker holds Feast (about 400 MiB) and one partition (a file here)
+        files = max(a.files, rows // 250_000) if a.ooc else a.files
         t = time.perf_counter()
         per_row = make_data(tmp / "data", rows, entities, files)
         events = make_events(n_ev, entities)
