@@ -29,9 +29,9 @@ log = get_logger("features")
 
 # %% auto #0
 __all__ = ['log', 'PARALLEL_WRITERS', 'DaskComputeEngineConfig', 'dask_client', 'MaterializationError', 'writer_of', 'arrow_rows',
-           'online_protos', 'sqlite_rows', 'sqlite_upsert', 'view_of', 'rows_task', 'write_task', 'parts', 'validated',
-           'write_sqlite', 'write_from_workers', 'write_distributed', 'online_bar', 'write_online',
-           'MaterializationJob', 'DaskComputeEngine']
+           'online_protos', 'sqlite_rows', 'sqlite_upsert', 'picklable_protos', 'view_of', 'rows_task', 'write_task',
+           'parts', 'validated', 'write_sqlite', 'write_from_workers', 'write_distributed', 'online_bar',
+           'write_online', 'MaterializationJob', 'DaskComputeEngine']
 
 # %% ../../nbs/03e_features_engine.ipynb #b8279310
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -167,6 +167,31 @@ def sqlite_upsert(repo_config, fv) -> str:
         f"ON CONFLICT(entity_key, feature_name) DO UPDATE SET {sets};"
     )
 
+# %% ../../nbs/03e_features_engine.ipynb #0afb4ecf
+def _entity_key(blob: bytes):
+    "A Feast entity key from its serialized bytes."
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+
+    return EntityKey.FromString(blob)
+
+
+def _value(blob: bytes):
+    "A Feast value from its serialized bytes."
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return Value.FromString(blob)
+
+
+def picklable_protos() -> None:
+    "Make Feast's entity keys and values picklable (by value), so that converted parts can spill to disk."
+    import copyreg
+
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    copyreg.pickle(EntityKey, lambda m: (_entity_key, (m.SerializeToString(),)))
+    copyreg.pickle(Value, lambda m: (_value, (m.SerializeToString(),)))
+
 # %% ../../nbs/03e_features_engine.ipynb #b2405cc0
 def view_of(blob: bytes):
     "A Feast feature view from its serialized proto (Feast's alpha warning was shown where it was defined)."
@@ -191,6 +216,7 @@ def rows_task(df, blob: bytes, repo_config, writer: str, batch_rows: int, j: int
 
     fv = view_of(blob)
     if writer != "sqlite":
+        picklable_protos()  # the part may be spilled to disk before it is written
         protos = online_protos(df, fv, batch_rows)
         return {"n": len(protos), "rows": protos}
     batch = arrow_rows(df, fv)
