@@ -411,7 +411,9 @@ def main():
                 ours[name] = run_ours(client, pids, name, stores["dask", store_of(name)], start, end, events,
                                       a.profile)
                 r = ours[name]
-                print(f"  ours   {name:23s} {'%.1fs' % r['seconds'] if r['ok'] else r['error']}", flush=True)
+                print(f"  ours   {name:23s} {'%.1fs' % r['seconds'] if r['ok'] else r['error']} (peak worker RSS "
+                      f"{mib(r['worker_max'])} MiB, restarted so far: "
+                      f"{len(set(pids) - set(client.run(os.getpid).values()))})", flush=True)
             restarted = sorted(set(pids) - set(client.run(os.getpid).values()))
         same = same_online(stores, entities) if not a.skip_local else "not compared (--skip-local)"
         report(ours, local, rows, n_ev, limit, data_bytes, restarted, a)
