@@ -295,8 +295,7 @@ def write_from_workers(engine, client, fv, futures: list, checks, blob: bytes, t
         pass  # nothing is written before every part is computed and converted
     validated(checks, fv.name)
     bs = engine.config.write_batch_rows
-    # each part is written where it was converted: Feast's online rows (protobuf messages) cannot be pickled to
-    # another worker ("import of module 'feast.types.EntityKey_pb2' failed")
+    # each part is written where it was converted (no transfer; `picklable_protos` lets it move or spill if it must)
     holders = client.who_has(futures)
     writes = [
         client.submit(
